@@ -7,4 +7,12 @@ so it can be used on its own (``python -m hardware``) and by tests as ground tru
 from hardware.relay import RelayOffline, SimRelay
 from hardware.stove import Burner, RelayContact, SteppableClock, Stove, Wiring
 
-__all__ = ["Burner", "RelayContact", "RelayOffline", "SimRelay", "SteppableClock", "Stove", "Wiring"]
+__all__ = [
+    "Burner",
+    "RelayContact",
+    "RelayOffline",
+    "SimRelay",
+    "SteppableClock",
+    "Stove",
+    "Wiring",
+]

@@ -50,8 +50,8 @@ COOL_TAU_S = 18.3
 
 # Electrical (L/R) time constant of the magnet unit. With the circuit cut, the coil
 # current falls from 227 mA through the hold current in 16 ms; with the terminals
-# shorted (no_parallel) it falls from 238 mA towards 40 mA and passes it in 24 ms. Both well inside the ~0.1 s of
-# [SENSORS].
+# shorted (no_parallel) it falls from 238 mA towards 40 mA and passes it in 24 ms.
+# Both well inside the ~0.1 s of [SENSORS].
 COIL_TAU_S = 0.020
 
 # Integration step. Inputs are piecewise constant between calls, and every state

@@ -42,7 +42,7 @@ class SteppableClock:
         self._now += seconds
 
 
-class Wiring(str, enum.Enum):
+class Wiring(enum.StrEnum):
     """Where the relay contact sits in the thermocouple circuit."""
 
     NC_SERIES = "nc_series"  # normally-closed contact in series: energised = cut

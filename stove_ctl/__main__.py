@@ -1,0 +1,3 @@
+from stove_ctl.cli import main
+
+raise SystemExit(main())

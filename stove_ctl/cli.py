@@ -1,0 +1,273 @@
+"""The ``stove-ctl`` command line.
+
+Exit codes: 0 done; 1 the daemon could not complete it (relay fault: it keeps
+trying); 2 bad input (arguments, config, unknown burner, not allowed); 3 no daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from stove_ctl import __version__, control
+from stove_ctl.config import Config, default_socket_path, load_config
+from stove_ctl.errors import ConfigError, DaemonNotRunning, StoveCtlError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_DAEMON = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stove-ctl", description="Gas stove shutoff controller.")
+    parser.add_argument("--version", action="version", version=f"stove-ctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    client = _Parser(add_help=False)
+    client.add_argument(
+        "--socket",
+        type=Path,
+        help="the daemon's control socket (default: the config's, with -c; else "
+        "$STOVE_CTL_SOCKET; else a per-user path)",
+    )
+    client.add_argument("-c", "--config", type=Path, help="config file, to find the socket")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", type=Path, required=True)
+    run.add_argument("--socket", type=Path, help="listen here instead of the config's socket")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("-c", "--config", type=Path, required=True)
+
+    def client_command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, parents=[client])
+
+    off = client_command("off", "shut off a burner now (cut, hold, restore)")
+    off.add_argument("burner", nargs="?", default="all", help="burner, stove/burner, or all")
+    off.add_argument(
+        "--no-wait", action="store_true", help="return once the cut is confirmed, not restored"
+    )
+    off.add_argument("--json", action="store_true")
+
+    for name, text in (("lock", "cut and hold until unlocked"), ("unlock", "end a lock")):
+        p = client_command(name, text)
+        p.add_argument("burner", help="burner, stove/burner, or all")
+        p.add_argument("--json", action="store_true")
+
+    status = client_command("status", "show every burner")
+    status.add_argument("--json", action="store_true")
+
+    events = client_command("events", "show the event log")
+    events.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    events.add_argument("-n", "--limit", type=_positive_int, default=30)
+    events.add_argument("--burner")
+    events.add_argument("--json", action="store_true")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "check-config":
+            return _check_config(args.config)
+        return _client(args)
+    except DaemonNotRunning as exc:
+        print(f"stove-ctl: {exc}; start one with: stove-ctl run -c FILE", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StoveCtlError as exc:
+        print(f"stove-ctl: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _check_config(path: Path) -> int:
+    config = load_config(path)
+    burners = sum(len(s.burners) for s in config.stoves)
+    print(
+        f"{path}: ok ({len(config.stoves)} stove(s), {burners} burner(s), "
+        f"{len(config.relays)} relay(s))"
+    )
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stove_ctl.daemon import serve  # the daemon's imports are not needed by clients
+
+    config = load_config(args.config)
+    if args.socket is not None:
+        config = config.model_copy(update={"socket": args.socket})
+    logging.basicConfig(
+        level=(args.log_level or config.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(config))
+    return EXIT_OK
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    if args.socket is not None:
+        return Path(args.socket)
+    if args.config is not None:
+        config: Config = load_config(args.config)
+        return config.control_socket()
+    return default_socket_path()
+
+
+def _client(args: argparse.Namespace) -> int:
+    path = _socket(args)
+    if args.command == "events":
+        return _events(path, args)
+    payload: dict[str, Any]
+    if args.command == "off":
+        payload = {
+            "action": "shutoff",
+            "burner": args.burner,
+            "wait": "confirmed" if args.no_wait else "done",
+        }
+    elif args.command in ("lock", "unlock"):
+        payload = {"action": args.command, "burner": args.burner}
+    else:
+        payload = {"action": "status"}
+    reply = control.request(path, payload)
+    if args.json:
+        print(json.dumps(reply, ensure_ascii=False, indent=2))
+    elif not reply.get("ok") and "error" in reply:
+        print(f"stove-ctl: {reply['error']}", file=sys.stderr)
+    else:
+        print(_render(reply))
+    if "error" in reply:
+        return EXIT_BAD_INPUT
+    return EXIT_OK if reply.get("ok") else EXIT_FAILED
+
+
+# -- output --------------------------------------------------------------------
+
+
+def _clock(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
+def _stamp(ts: float) -> str:
+    return time.strftime("%Y-%m-%d ", time.localtime(ts)) + _clock(ts)
+
+
+def _render(reply: dict[str, Any]) -> str:
+    action = reply.get("action")
+    if action == "status":
+        return _render_status(reply)
+    lines = []
+    for b in reply.get("burners", []):
+        name = b["burner"]
+        if action == "shutoff":
+            lines.append(f"{name}: {_describe_shutoff(b)}")
+        elif action == "lock":
+            state = (
+                "locked, cut confirmed" if b["confirmed"] else f"locked, cut pending: {b['fault']}"
+            )
+            lines.append(f"{name}: {state}")
+        elif action == "unlock":
+            if not b["was_locked"]:
+                lines.append(f"{name}: was not locked")
+            else:
+                restored = "circuit restored" if b["restored"] else "restore pending"
+                lines.append(f"{name}: unlocked, {restored} (relight by hand)")
+    return "\n".join(lines)
+
+
+def _describe_shutoff(b: dict[str, Any]) -> str:
+    joined = " (joined the shutoff already in progress)" if b.get("joined") else ""
+    if b["cut_at"] is None:
+        return f"cut NOT yet confirmed: {b.get('fault') or 'waiting for the relay'}; still trying"
+    cut = f"cut at {_clock(b['cut_at'])} ({b['cut_latency_ms']:.0f} ms)"
+    if b["outcome"] == "restored":
+        return f"shut off: {cut}, restored at {_clock(b['restored_at'])}{joined}"
+    if b["outcome"] == "locked":
+        return f"shut off: {cut}; burner is locked, circuit stays cut{joined}"
+    return f"shut off: {cut}; restore pending{joined}"
+
+
+def _render_status(reply: dict[str, Any]) -> str:
+    rows = [("BURNER", "MODE", "FLAME", "CIRCUIT", "LAST SHUTOFF")]
+    notes = []
+    for b in reply["burners"]:
+        last = b["last_shutoff"]
+        if last is None:
+            shown = "-"
+        else:
+            shown = (
+                f"{_stamp(last['requested_at'])} by {last['source']}: "
+                f"cut {_clock(last['cut_at'])}, restored {_clock(last['restored_at'])}"
+            )
+            if last["outcome"] != "restored":
+                shown += f" ({last['outcome']})"
+        rows.append((b["burner"], b["mode"], b["flame"], b["circuit"], shown))
+        if b["lock"]:
+            notes.append(
+                f"{b['burner']}: locked since {_stamp(b['lock']['since'])} by {b['lock']['source']}"
+            )
+        if b["fault"]:
+            notes.append(f"{b['burner']}: FAULT: {b['fault']}")
+    for store in ("event_store", "state_store"):
+        if reply.get(store, "ok") != "ok":
+            notes.append(f"{store.replace('_', ' ')} not writable: {reply[store]}")
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    return "\n".join(lines + notes)
+
+
+def _format_event(e: dict[str, Any]) -> str:
+    parts = [_stamp(e["ts"]), e["kind"].ljust(17), e["burner"] or "-", e["source"] or "-"]
+    if e["latency_ms"] is not None:
+        parts.append(f"{e['latency_ms']:.1f} ms")
+    if e["command_id"]:
+        parts.append(f"cmd={e['command_id']}")
+    if e["detail"]:
+        parts.append(json.dumps(e["detail"], ensure_ascii=False))
+    return "  ".join(parts)
+
+
+def _events(path: Path, args: argparse.Namespace) -> int:
+    payload = {"action": "events", "limit": args.limit, "follow": args.follow}
+    if args.burner:
+        payload["burner"] = args.burner
+    for reply in control.stream(path, payload):
+        if "error" in reply:
+            print(f"stove-ctl: {reply['error']}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        for event in reply.get("events", []) + ([reply["event"]] if "event" in reply else []):
+            print(json.dumps(event, ensure_ascii=False) if args.json else _format_event(event))
+        sys.stdout.flush()
+    return EXIT_OK

@@ -1,0 +1,78 @@
+"""Clocks. Everything that waits takes one in its constructor.
+
+``RealClock`` is the wall and monotonic time of the machine. ``ManualClock`` only
+moves when a test advances it, so unit tests never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (for delays and latencies)."""
+        ...
+
+    def time(self) -> float:
+        """Wall-clock Unix time (for timestamps shown to people)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class ManualClock:
+    """A clock for tests: ``await clock.advance(s)`` runs every sleeper that falls due."""
+
+    def __init__(self, start_wall: float = 1_790_000_000.0) -> None:
+        self._mono = 1000.0
+        self._offset = start_wall - self._mono
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def time(self) -> float:
+        return self._mono + self._offset
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), future))
+        await future
+
+    async def settle(self) -> None:
+        """Let every task that can run without time passing run."""
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking sleepers in deadline order."""
+        target = self._mono + seconds
+        await self.settle()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, future = heapq.heappop(self._sleepers)
+            self._mono = max(self._mono, deadline)
+            if not future.done():
+                future.set_result(None)
+            await self.settle()
+        self._mono = target
+        await self.settle()

@@ -1,0 +1,234 @@
+"""Configuration: pydantic models and the one function that reads YAML.
+
+Relative paths in a config file are taken relative to the file's own directory, so
+``stove-ctl run -c /etc/stove-ctl/config.yaml`` works from any working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stove_ctl.errors import ConfigError
+from stove_ctl.relay import Wiring
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+Source = Literal["cli", "mqtt", "voice", "mihome", "timer", "rule", "startup"]
+RESERVED_BURNER_IDS = {"all"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulatedRelayConfig(_Model):
+    """A relay board simulated in-process, wired to the stove model in ``hardware/``."""
+
+    driver: Literal["simulated"]
+    channels: int = Field(2, ge=1, le=32)
+    power_on_state: Literal["off", "on"] = "off"
+    contact_resistance_ohm: float = Field(0.005, gt=0, le=10)
+    start_lit: bool = Field(
+        False, description="Burners on this board start lit, as if someone was cooking."
+    )
+
+
+RelayConfig = Annotated[SimulatedRelayConfig, Field(discriminator="driver")]
+
+
+class RelayRef(_Model):
+    device: Slug
+    channel: int = Field(1, ge=1, le=32)
+
+
+class BurnerConfig(_Model):
+    id: Slug
+    name: str | None = None
+    relay: RelayRef
+    wiring: Wiring = Wiring.NC_SERIES
+    pulse_s: float = Field(3.0, ge=0.5, le=30)
+
+
+class StoveConfig(_Model):
+    id: Slug
+    name: str | None = None
+    burners: list[BurnerConfig] = Field(min_length=1)
+
+
+class TrustConfig(_Model):
+    """Who may restore gas availability (DESIGN invariant 7)."""
+
+    unlock_sources: list[Source] = Field(default_factory=lambda: list[Source](["cli"]))
+    max_command_age_s: float = Field(30.0, gt=0, le=3600)
+
+
+class Config(_Model):
+    state_dir: Path = Path("state")
+    socket: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    relays: dict[Slug, RelayConfig]
+    stoves: list[StoveConfig] = Field(min_length=1)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        problems: list[str] = []
+        stove_ids: set[str] = set()
+        used_channels: dict[tuple[str, int], str] = {}
+        for si, stove in enumerate(self.stoves):
+            if stove.id in stove_ids:
+                problems.append(f"stoves[{si}].id: stove id {stove.id!r} is used twice")
+            stove_ids.add(stove.id)
+            burner_ids: set[str] = set()
+            for bi, burner in enumerate(stove.burners):
+                where = f"stoves[{si}].burners[{bi}]"
+                if burner.id in RESERVED_BURNER_IDS:
+                    problems.append(
+                        f"{where}.id: {burner.id!r} is reserved (it means every burner)"
+                    )
+                if burner.id in burner_ids:
+                    problems.append(f"{where}.id: burner id {burner.id!r} is used twice in stove")
+                burner_ids.add(burner.id)
+                device = self.relays.get(burner.relay.device)
+                if device is None:
+                    known = ", ".join(sorted(self.relays)) or "none"
+                    problems.append(
+                        f"{where}.relay.device: no relay named {burner.relay.device!r} "
+                        f"(relays: {known})"
+                    )
+                    continue
+                if burner.relay.channel > device.channels:
+                    problems.append(
+                        f"{where}.relay.channel: relay {burner.relay.device!r} has "
+                        f"{device.channels} channel(s), not {burner.relay.channel}"
+                    )
+                key = (burner.relay.device, burner.relay.channel)
+                if key in used_channels:
+                    problems.append(
+                        f"{where}.relay: channel {key[1]} of {key[0]!r} already switches "
+                        f"{used_channels[key]}"
+                    )
+                used_channels[key] = f"{stove.id}/{burner.id}"
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def resolve_paths(self, base: Path) -> Config:
+        """Return a copy with relative paths made relative to ``base``."""
+        state_dir = self.state_dir if self.state_dir.is_absolute() else base / self.state_dir
+        socket = self.socket
+        if socket is not None and not socket.is_absolute():
+            socket = base / socket
+        return self.model_copy(update={"state_dir": state_dir, "socket": socket})
+
+    def control_socket(self) -> Path:
+        return self.socket if self.socket is not None else default_socket_path()
+
+
+def default_socket_path() -> Path:
+    """Where the daemon listens and the CLI looks when nothing else is said."""
+    env = os.environ.get("STOVE_CTL_SOCKET")
+    if env:
+        return Path(env)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "stove-ctl.sock"
+    return Path(tempfile.gettempdir()) / f"stove-ctl-{os.getuid()}.sock"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("simulated",):
+            continue  # the discriminator's tag is noise in a field path
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _describe(error: Any, raw: Any) -> str:
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        hint = _suggest(name, loc)
+        return f"unknown field {name!r}{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    message = str(error["msg"])
+    if "input" in error and kind not in ("model_type", "dict_type", "list_type"):
+        got = error["input"]
+        if not isinstance(got, dict | list):
+            return f"{message[0].lower()}{message[1:]} (got {got!r})"
+    return f"{message[0].lower()}{message[1:]}"
+
+
+_FIELD_NAMES = {
+    name
+    for model in (
+        Config,
+        StoveConfig,
+        BurnerConfig,
+        RelayRef,
+        TrustConfig,
+        SimulatedRelayConfig,
+    )
+    for name in _fields_of(model)
+}
+
+
+def _suggest(name: str, loc: tuple[Any, ...]) -> str:
+    close = difflib.get_close_matches(name, sorted(_FIELD_NAMES), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate already-parsed data. Raises ConfigError with one line per problem."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the file must hold a mapping of settings"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = _location(tuple(error["loc"]))
+            if error["type"] == "value_error" and not error["loc"]:
+                for part in _describe(error, data).split("; "):
+                    problems.append(f"{source}: {part}")
+                continue
+            problems.append(f"{source}: {loc}: {_describe(error, data)}")
+        raise ConfigError(problems) from None
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, validate and resolve a config file. The only place YAML is read."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: {where}not valid YAML: {problem}"]) from None
+    config = parse_config(data, str(path))
+    return config.resolve_paths(path.resolve().parent)

@@ -1,0 +1,245 @@
+"""The local control socket: newline-delimited JSON over a Unix socket.
+
+One request line per connection; one reply line (``events --follow`` keeps streaming
+``{"event": ...}`` lines until the client hangs up). The socket is created mode 0600:
+only the daemon's own user may send commands, which is what makes ``cli`` a trusted
+source for unlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stove_ctl.commands import parse_command
+from stove_ctl.controller import Controller, Wait
+from stove_ctl.errors import CommandError, DaemonNotRunning, StoveCtlError
+from stove_ctl.events import Event, EventLog
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+class EventsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str
+    limit: int = Field(50, ge=1, le=10_000)
+    burner: str | None = None
+    follow: bool = False
+
+
+class ControlServer:
+    def __init__(self, controller: Controller, events: EventLog, path: Path) -> None:
+        self.controller = controller
+        self.events = events
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        if self.path.exists() or self.path.is_symlink():
+            if _answers(self.path):
+                raise StoveCtlError(f"another stove-ctl daemon is listening on {self.path}")
+            self.path.unlink()  # left behind by a daemon that was killed
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()
+            await asyncio.gather(*self._clients, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            try:
+                line = await reader.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                await _send(writer, _error("too_large", "request too large"))
+                return
+            if not line:
+                return
+            await self._handle(line, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            await _send(writer, _error("bad_json", "request is not valid JSON"))
+            return
+        if not isinstance(request, dict):
+            await _send(writer, _error("bad_command", "request must be a JSON object"))
+            return
+        if request.get("action") == "events":
+            await self._events(request, writer)
+            return
+        wait = request.pop("wait", "done")
+        timeout = request.pop("timeout_s", None)
+        if wait not in ("accepted", "confirmed", "done") or not (
+            timeout is None or (isinstance(timeout, int | float) and 0 < timeout <= 3600)
+        ):
+            await _send(writer, _error("bad_command", "bad wait or timeout_s"))
+            return
+        try:
+            command = parse_command(request, source="cli")
+            reply = await self.controller.execute(command, wait=_wait(wait), timeout_s=timeout)
+        except CommandError as exc:
+            reply = _error(exc.code, exc.message)
+        await _send(writer, reply)
+
+    async def _events(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        try:
+            query = EventsQuery.model_validate(request)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            await _send(writer, _error("bad_command", f"{field}: {first['msg']}"))
+            return
+        burner_keys: set[str] | None = None
+        if query.burner is not None:
+            try:
+                burner_keys = {b.spec.key for b in self.controller.resolve(query.burner)}
+            except CommandError as exc:
+                await _send(writer, _error(exc.code, exc.message))
+                return
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=10_000)
+        unsubscribe = self.events.subscribe(lambda e: _offer(queue, e)) if query.follow else None
+        try:
+            shown = await asyncio.to_thread(self.events.query, query.limit, burner_keys)
+            last_seq = shown[-1].seq if shown else 0
+            await _send(
+                writer,
+                {"ok": True, "events": [e.model_dump() for e in shown]},
+            )
+            while unsubscribe is not None:
+                event = await queue.get()
+                if event.seq <= last_seq:
+                    continue
+                if burner_keys is None or event.burner in burner_keys:
+                    await _send(writer, {"event": event.model_dump()})
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+
+
+def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(event)  # a follower too slow to read loses events, not the daemon
+
+
+def _wait(value: str) -> Wait:
+    if value == "accepted":
+        return "accepted"
+    if value == "confirmed":
+        return "confirmed"
+    return "done"
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "code": code, "error": message}
+
+
+async def _send(writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
+    writer.write(json.dumps(payload, ensure_ascii=False).encode() + b"\n")
+    await writer.drain()
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+# -- client side (used by the CLI; plain blocking sockets) -------------------------
+
+
+def _connect(path: Path, timeout_s: float) -> socket.socket:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DaemonNotRunning(f"no daemon is running (no control socket at {path})") from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise DaemonNotRunning(f"{path} is not a control socket")
+    if info.st_uid != os.getuid():
+        raise DaemonNotRunning(f"{path} belongs to another user; refusing to use it")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        raise DaemonNotRunning(
+            f"no daemon is running (nothing answers on {path}; it was left by a stopped daemon)"
+        ) from None
+    return sock
+
+
+def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
+    buffer = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            if buffer.strip():
+                yield json.loads(buffer)
+            return
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield json.loads(line)
+
+
+def request(path: Path, payload: dict[str, Any], timeout_s: float = 120.0) -> dict[str, Any]:
+    """Send one request and return the reply."""
+    with _connect(path, timeout_s) as sock:
+        sock.sendall(json.dumps(payload).encode() + b"\n")
+        for reply in _lines(sock):
+            return reply
+    raise DaemonNotRunning("the daemon closed the connection without answering")
+
+
+def stream(path: Path, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Send one request and yield every reply line until the daemon hangs up."""
+    with _connect(path, 30.0) as sock:
+        sock.sendall(json.dumps(payload).encode() + b"\n")
+        sock.settimeout(None)
+        yield from _lines(sock)

@@ -1,0 +1,549 @@
+"""The controller: burners, shutoffs, locks, and the rules that keep them safe.
+
+It knows burners and commands, not wire formats. Every relay action runs in a task
+the controller owns, so a caller that stops waiting (a CLI that times out, an MQTT
+client that goes away) never abandons a cut: the task keeps retrying until the
+relay confirms (DESIGN invariants 2, 4, 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from stove_ctl.clock import Clock
+from stove_ctl.commands import NEEDS_BURNER, RESTORE_ACTIONS, Command
+from stove_ctl.config import TrustConfig
+from stove_ctl.errors import CommandError, RelayError, RelayMismatch
+from stove_ctl.events import EventKind, EventLog
+from stove_ctl.relay import FlameInput, Relay, Wiring
+from stove_ctl.retry import backoff
+from stove_ctl.state import LockRecord, PersistedState, ShutoffRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+Wait = Literal["accepted", "confirmed", "done"]
+# How long a caller waits past the pulse for a shutoff to finish before it is told
+# "still in progress" (the shutoff itself carries on regardless).
+WAIT_SLACK_S = 10.0
+
+
+class Mode(enum.StrEnum):
+    READY = "ready"
+    CUTTING = "cutting"
+    LOCKED = "locked"
+    FAULT = "fault"
+
+
+@dataclass(frozen=True)
+class BurnerSpec:
+    """A burner as the controller needs it: built by the factory from config."""
+
+    stove: str
+    id: str
+    relay: Relay
+    channel: int
+    wiring: Wiring = Wiring.NC_SERIES
+    pulse_s: float = 3.0
+    name: str | None = None
+    flame: FlameInput | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.stove}/{self.id}"
+
+
+@dataclass
+class _Shutoff:
+    record: ShutoffRecord
+    cut_confirmed: asyncio.Future[None]
+    done: asyncio.Future[None]
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Burner:
+    spec: BurnerSpec
+    io: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: LockRecord | None = None
+    fault: str | None = None
+    relay_cut: bool | None = None  # last confirmed state of the circuit
+    shutoff: _Shutoff | None = None  # the one in flight, if any
+    last_shutoff: ShutoffRecord | None = None
+    lock_confirmed: asyncio.Future[None] | None = None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def pulsing(self) -> bool:
+        return self.shutoff is not None and not self.shutoff.done.done()
+
+    @property
+    def mode(self) -> Mode:
+        if self.fault is not None:
+            return Mode.FAULT
+        if self.lock is not None:
+            return Mode.LOCKED
+        if self.pulsing:
+            return Mode.CUTTING
+        return Mode.READY
+
+
+class Controller:
+    def __init__(
+        self,
+        burners: Iterable[BurnerSpec],
+        events: EventLog,
+        state: StateStore,
+        clock: Clock,
+        trust: TrustConfig | None = None,
+    ) -> None:
+        self._burners: dict[str, _Burner] = {}
+        for spec in burners:
+            if spec.key in self._burners:
+                raise ValueError(f"burner {spec.key} defined twice")
+            self._burners[spec.key] = _Burner(spec)
+        self.events = events
+        self.state = state
+        self.clock = clock
+        self.trust = trust or TrustConfig()
+        self.started_at: float | None = None
+
+    # -- life cycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load persisted state and reconcile every relay with it (in the background)."""
+        self.started_at = self.clock.time()
+        saved = self.state.load()
+        loop = asyncio.get_running_loop()
+        for key, record in saved.locks.items():
+            if key in self._burners:
+                self._burners[key].lock = record
+                self._burners[key].lock_confirmed = loop.create_future()
+            else:
+                log.warning("ignoring a saved lock for %s: no such burner in the config", key)
+        for key, shutoff in saved.last_shutoff.items():
+            if key in self._burners:
+                self._burners[key].last_shutoff = shutoff
+        self._emit("daemon_start", detail={"burners": list(self._burners)})
+        for burner in self._burners.values():
+            self._spawn(burner, self._reconcile(burner))
+
+    async def stop(self) -> None:
+        """Let in-flight shutoffs finish their restore, then stop background work."""
+        pending = [b.shutoff.done for b in self._burners.values() if b.pulsing and b.shutoff]
+        if pending:
+            longest = max(b.spec.pulse_s for b in self._burners.values()) + WAIT_SLACK_S
+            await self._wait_any(asyncio.gather(*pending, return_exceptions=True), longest)
+        for burner in self._burners.values():
+            for task in list(burner.background):
+                task.cancel()
+            await asyncio.gather(*burner.background, return_exceptions=True)
+        self._emit("daemon_stop")
+        self._save()
+
+    def _spawn(self, burner: _Burner, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        async def run() -> Any:
+            return await work
+
+        task = asyncio.ensure_future(run())
+        burner.background.add(task)
+        task.add_done_callback(burner.background.discard)
+        task.add_done_callback(_log_crash)
+        return task
+
+    async def _reconcile(self, burner: _Burner) -> None:
+        """Start-up: re-assert locks; restore an unlocked burner found cut."""
+        lock = burner.lock
+        if lock is not None:
+            done = await self._drive(
+                burner,
+                cut=True,
+                source="startup",
+                command_id=None,
+                wanted=lambda: burner.lock is lock,
+            )
+            if done is not None:
+                self._emit("lock_reasserted", burner, source="startup")
+            if burner.lock_confirmed is not None and not burner.lock_confirmed.done():
+                burner.lock_confirmed.set_result(None)
+            return
+        last = burner.last_shutoff
+        if last is not None and last.outcome == "cutting" and last.cut_at is None:
+            # A shutoff was asked for and never confirmed before the daemon stopped:
+            # it is still owed (invariant 4).
+            cmd = Command(action="shutoff", source="startup", id=last.command_id or "startup")
+            self._start_shutoff(burner, cmd)
+            return
+        try:
+            found_cut = burner.spec.wiring.is_cut(await burner.spec.relay.read(burner.spec.channel))
+        except RelayError as exc:
+            log.warning("%s: cannot read relay at start-up (%s); restoring", burner.spec.key, exc)
+            found_cut = True
+        if not found_cut:
+            burner.relay_cut = False
+            return
+        await self._drive(burner, cut=False, source="startup", command_id=None)
+        if last is not None and last.outcome == "cutting":
+            # A shutoff the previous daemon did not finish: this restore ends it.
+            burner.last_shutoff = last.model_copy(
+                update={"outcome": "restored", "restored_at": self.clock.time()}
+            )
+            self._save()
+
+    # -- commands ----------------------------------------------------------------
+
+    async def execute(
+        self, cmd: Command, wait: Wait = "done", timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Run one command and return a JSON-able result. Raises CommandError."""
+        try:
+            self._check_trust(cmd)
+            targets = self.resolve(cmd.burner, required=cmd.action in NEEDS_BURNER)
+        except CommandError as exc:
+            self._emit(
+                "rejected",
+                source=cmd.source,
+                command_id=cmd.id,
+                detail={"action": cmd.action, "burner": cmd.burner, "error": exc.message},
+            )
+            raise
+        if cmd.action == "status":
+            return self.status()
+        self._emit(
+            "command",
+            source=cmd.source,
+            command_id=cmd.id,
+            detail={"action": cmd.action, "burner": cmd.burner or "all"},
+        )
+        if cmd.action == "shutoff":
+            return await self._shutoff_all(targets, cmd, wait, timeout_s)
+        if cmd.action == "lock":
+            return await self._lock_all(targets, cmd, wait, timeout_s)
+        return await self._unlock_all(targets, cmd, wait, timeout_s)
+
+    def _check_trust(self, cmd: Command) -> None:
+        if cmd.action not in RESTORE_ACTIONS:
+            return
+        if cmd.source not in self.trust.unlock_sources:
+            allowed = ", ".join(self.trust.unlock_sources)
+            raise CommandError(
+                "not_allowed",
+                f"{cmd.action} is not accepted from {cmd.source} (allowed: {allowed})",
+            )
+        if cmd.retained:
+            raise CommandError("stale", f"{cmd.action} from a retained message is ignored")
+        if cmd.ts is not None:
+            age = self.clock.time() - cmd.ts
+            if abs(age) > self.trust.max_command_age_s:
+                raise CommandError(
+                    "stale",
+                    f"{cmd.action} is {age:.0f} s old; at most "
+                    f"{self.trust.max_command_age_s:g} s is accepted",
+                )
+
+    def resolve(self, name: str | None, required: bool = False) -> list[_Burner]:
+        """Burners named by ``name``: a burner id, ``stove/burner``, a stove id, or all."""
+        if name is None:
+            if required:
+                raise CommandError("missing_burner", "say which burner (or 'all')")
+            return list(self._burners.values())
+        if name == "all":
+            return list(self._burners.values())
+        if name in self._burners:
+            return [self._burners[name]]
+        by_id = [b for b in self._burners.values() if b.spec.id == name]
+        if len(by_id) == 1:
+            return by_id
+        if len(by_id) > 1:
+            options = ", ".join(b.spec.key for b in by_id)
+            raise CommandError("ambiguous_burner", f"{name!r} could be {options}; say which")
+        by_stove = [b for b in self._burners.values() if b.spec.stove == name]
+        if by_stove:
+            return by_stove
+        known = ", ".join(self._burners)
+        raise CommandError("unknown_burner", f"unknown burner {name!r} (burners: {known})")
+
+    # -- shutoff -----------------------------------------------------------------
+
+    def _start_shutoff(self, burner: _Burner, cmd: Command) -> tuple[_Shutoff, bool]:
+        """Start a shutoff, or join the one in flight (invariant 5). Returns (it, joined)."""
+        if burner.shutoff is not None and burner.pulsing:
+            return burner.shutoff, True
+        loop = asyncio.get_running_loop()
+        shutoff = _Shutoff(
+            record=ShutoffRecord(
+                source=cmd.source, command_id=cmd.id, requested_at=self.clock.time()
+            ),
+            cut_confirmed=loop.create_future(),
+            done=loop.create_future(),
+        )
+        burner.shutoff = shutoff
+        burner.last_shutoff = shutoff.record
+        shutoff.task = self._spawn(burner, self._run_shutoff(burner, shutoff))
+        return shutoff, False
+
+    async def _run_shutoff(self, burner: _Burner, shutoff: _Shutoff) -> None:
+        record = shutoff.record
+        started = self.clock.monotonic()
+        try:
+            latency = await self._drive(
+                burner, cut=True, source=record.source, command_id=record.command_id, since=started
+            )
+            record.cut_at = self.clock.time()
+            record.cut_latency_ms = latency
+            shutoff.cut_confirmed.set_result(None)
+            self._save()
+            await self.clock.sleep(burner.spec.pulse_s)
+            restored = await self._drive(
+                burner, cut=False, source=record.source, command_id=record.command_id
+            )
+            if restored is None:
+                record.outcome = "locked"
+            else:
+                record.outcome = "restored"
+                record.restored_at = self.clock.time()
+            self._save()
+        finally:
+            for future in (shutoff.cut_confirmed, shutoff.done):
+                if not future.done():
+                    future.set_result(None)
+
+    async def _shutoff_all(
+        self, targets: list[_Burner], cmd: Command, wait: Wait, timeout_s: float | None
+    ) -> dict[str, Any]:
+        started = [(b, *self._start_shutoff(b, cmd)) for b in targets]
+        if wait != "accepted":
+            futures = [s.done if wait == "done" else s.cut_confirmed for _, s, _ in started]
+            default = max(b.spec.pulse_s for b in targets) + WAIT_SLACK_S
+            await self._wait_any(asyncio.gather(*futures), timeout_s or default)
+        results = []
+        for burner, shutoff, joined in started:
+            record = shutoff.record
+            result = {"burner": burner.spec.key, "joined": joined, **record.model_dump()}
+            if record.cut_at is None and wait != "accepted":
+                result["outcome"] = "pending"
+                result["fault"] = burner.fault
+            results.append(result)
+        ok = wait == "accepted" or all(r["cut_at"] is not None for r in results)
+        return {"ok": ok, "action": "shutoff", "burners": results}
+
+    # -- lock / unlock -----------------------------------------------------------
+
+    async def _lock_all(
+        self, targets: list[_Burner], cmd: Command, wait: Wait, timeout_s: float | None
+    ) -> dict[str, Any]:
+        futures = [self._lock(b, cmd) for b in targets]
+        if wait != "accepted":
+            await self._wait_any(asyncio.gather(*futures), timeout_s or WAIT_SLACK_S)
+        results = [
+            {"burner": b.spec.key, "locked": True, "confirmed": f.done(), "fault": b.fault}
+            for b, f in zip(targets, futures, strict=True)
+        ]
+        return {"ok": all(r["confirmed"] for r in results), "action": "lock", "burners": results}
+
+    def _lock(self, burner: _Burner, cmd: Command) -> asyncio.Future[None]:
+        if burner.lock is not None and burner.lock_confirmed is not None:
+            return burner.lock_confirmed
+        burner.lock = LockRecord(since=self.clock.time(), source=cmd.source, command_id=cmd.id)
+        self._save()  # persist first: a crash now still re-asserts the lock at start-up
+        self._emit("lock", burner, source=cmd.source, command_id=cmd.id)
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        burner.lock_confirmed = confirmed
+
+        lock = burner.lock
+
+        async def hold() -> None:
+            await self._drive(
+                burner,
+                cut=True,
+                source=cmd.source,
+                command_id=cmd.id,
+                wanted=lambda: burner.lock is lock,
+            )
+            if not confirmed.done():
+                confirmed.set_result(None)
+
+        self._spawn(burner, hold())
+        return confirmed
+
+    async def _unlock_all(
+        self, targets: list[_Burner], cmd: Command, wait: Wait, timeout_s: float | None
+    ) -> dict[str, Any]:
+        results = []
+        restores: list[asyncio.Task[Any]] = []
+        for burner in targets:
+            if burner.lock is None:
+                results.append({"burner": burner.spec.key, "unlocked": False, "was_locked": False})
+                continue
+            burner.lock = None
+            burner.lock_confirmed = None
+            self._save()
+            self._emit("unlock", burner, source=cmd.source, command_id=cmd.id)
+            results.append({"burner": burner.spec.key, "unlocked": True, "was_locked": True})
+            if not burner.pulsing:  # an in-flight shutoff restores on its own
+                restores.append(
+                    self._spawn(
+                        burner,
+                        self._drive(burner, cut=False, source=cmd.source, command_id=cmd.id),
+                    )
+                )
+        if restores and wait != "accepted":
+            await self._wait_any(asyncio.gather(*restores), timeout_s or WAIT_SLACK_S)
+        for result in results:
+            burner = self._burners[str(result["burner"])]
+            result["restored"] = burner.relay_cut is False
+        return {"ok": True, "action": "unlock", "burners": results}
+
+    # -- the relay ---------------------------------------------------------------
+
+    async def _drive(
+        self,
+        burner: _Burner,
+        cut: bool,
+        source: str,
+        command_id: str | None,
+        since: float | None = None,
+        wanted: Callable[[], bool] = lambda: True,
+    ) -> float | None:
+        """Set the circuit and confirm by reading back; retry until it holds.
+
+        Returns the latency in ms from ``since`` (or from the first attempt) to the
+        confirmation, or None when the work is no longer wanted. A restore is never
+        wanted on a locked burner: nothing restores a locked burner.
+        """
+        spec = burner.spec
+        want = spec.wiring.relay_on_for(cut)
+        what = "cut" if cut else "restore"
+        started = since if since is not None else self.clock.monotonic()
+        delays = backoff()
+        attempt = 0
+        while True:
+            attempt += 1
+            async with burner.io:
+                if not wanted() or (not cut and burner.lock is not None):
+                    return None
+                try:
+                    await spec.relay.set(spec.channel, want)
+                    self._emit(
+                        "cut_commanded" if cut else "restore_commanded",
+                        burner,
+                        source=source,
+                        command_id=command_id,
+                        latency_ms=self._ms_since(started),
+                        detail={"attempt": attempt} if attempt > 1 else {},
+                    )
+                    actual = await spec.relay.read(spec.channel)
+                    if actual != want:
+                        raise RelayMismatch(
+                            f"relay {spec.relay.name!r} channel {spec.channel} reads "
+                            f"{'on' if actual else 'off'} after being set "
+                            f"{'on' if want else 'off'}"
+                        )
+                except RelayError as exc:
+                    failure: RelayError = exc
+                else:
+                    burner.relay_cut = cut
+                    latency = self._ms_since(started)
+                    if burner.fault is not None:
+                        self._emit("recovered", burner, source=source, detail={"was": burner.fault})
+                        burner.fault = None
+                    self._emit(
+                        "cut_confirmed" if cut else "restore_confirmed",
+                        burner,
+                        source=source,
+                        command_id=command_id,
+                        latency_ms=latency,
+                    )
+                    return latency
+            delay = next(delays)
+            burner.fault = f"{what} failed: {failure}"
+            self._emit(
+                "fault",
+                burner,
+                source=source,
+                command_id=command_id,
+                detail={
+                    "error": str(failure),
+                    "type": type(failure).__name__,
+                    "attempt": attempt,
+                    "retry_in_s": round(delay, 2),
+                },
+            )
+            if attempt == 1:
+                self._save()  # an unconfirmed shutoff must survive a restart
+            await self.clock.sleep(delay)
+
+    # -- views -------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        burners = []
+        for burner in self._burners.values():
+            spec = burner.spec
+            flame = spec.flame.flame() if spec.flame is not None else None
+            burners.append(
+                {
+                    "burner": spec.key,
+                    "stove": spec.stove,
+                    "id": spec.id,
+                    "name": spec.name,
+                    "mode": burner.mode.value,
+                    "flame": "unknown" if flame is None else ("lit" if flame else "out"),
+                    "circuit": {None: "unknown", True: "cut", False: "intact"}[burner.relay_cut],
+                    "wiring": spec.wiring.value,
+                    "pulse_s": spec.pulse_s,
+                    "lock": burner.lock.model_dump() if burner.lock else None,
+                    "fault": burner.fault,
+                    "last_shutoff": burner.last_shutoff.model_dump()
+                    if burner.last_shutoff
+                    else None,
+                }
+            )
+        return {
+            "ok": True,
+            "action": "status",
+            "started_at": self.started_at,
+            "event_store": self.events.store_error or "ok",
+            "state_store": self.state.error or "ok",
+            "burners": burners,
+        }
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _ms_since(self, started: float) -> float:
+        return round((self.clock.monotonic() - started) * 1000.0, 3)
+
+    def _emit(self, kind: EventKind, burner: _Burner | None = None, **fields: Any) -> None:
+        self.events.emit(
+            kind, self.clock.time(), burner=burner.spec.key if burner else None, **fields
+        )
+
+    def _save(self) -> None:
+        self.state.save(
+            PersistedState(
+                locks={k: b.lock for k, b in self._burners.items() if b.lock is not None},
+                last_shutoff={
+                    k: b.last_shutoff
+                    for k, b in self._burners.items()
+                    if b.last_shutoff is not None
+                },
+            )
+        )
+
+    async def _wait_any(self, work: Awaitable[Any], timeout_s: float) -> None:
+        """Wait for ``work`` or for ``timeout_s`` on our clock, whichever comes first.
+
+        The work is shielded: giving up waiting never cancels a cut.
+        """
+        inner = asyncio.ensure_future(work)
+        timer = asyncio.ensure_future(self.clock.sleep(timeout_s))
+        await asyncio.wait({asyncio.shield(inner), timer}, return_when=asyncio.FIRST_COMPLETED)
+        timer.cancel()
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", exc_info=task.exception())

@@ -1,0 +1,74 @@
+"""The daemon process: build everything from config, serve until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+from stove_ctl.clock import Clock, RealClock
+from stove_ctl.config import Config
+from stove_ctl.control import ControlServer
+from stove_ctl.errors import StoveCtlError
+from stove_ctl.factory import build
+
+log = logging.getLogger("stove_ctl")
+
+
+@contextlib.contextmanager
+def exclusive_state_dir(state_dir: Path) -> Iterator[None]:
+    """Hold a lock on state_dir so two daemons never drive the same burners."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(state_dir / "daemon.lock", "a+")  # noqa: SIM115 - held for the run
+    except OSError as exc:
+        log.error("cannot lock state_dir %s (%s); running without the lock", state_dir, exc)
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoveCtlError(
+                f"another stove-ctl daemon is running with state_dir {state_dir}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
+async def serve(config: Config, clock: Clock | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    clock = clock or RealClock()
+    with exclusive_state_dir(config.state_dir):
+        runtime = build(config, clock)
+        server = ControlServer(runtime.controller, runtime.events, config.control_socket())
+        try:
+            await runtime.controller.start()
+            await server.start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            burners = runtime.controller.status()["burners"]
+            log.info(
+                "stove-ctl ready: %d burner(s) [%s]; control socket %s; state in %s",
+                len(burners),
+                ", ".join(b["burner"] for b in burners),
+                config.control_socket(),
+                config.state_dir,
+            )
+            await stop.wait()
+            log.info("stopping: letting shutoffs in progress finish")
+        finally:
+            await server.stop()
+            await runtime.controller.stop()
+            await runtime.close()
+        log.info("stopped")

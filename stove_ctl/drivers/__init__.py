@@ -1,0 +1,1 @@
+"""Relay drivers: each turns one device protocol into the ``Relay`` interface."""

@@ -1,0 +1,39 @@
+"""The ``simulated`` driver: a relay board from ``hardware/`` switched in-process."""
+
+from __future__ import annotations
+
+from hardware import Burner, RelayOffline, SimRelay
+from stove_ctl.errors import RelayUnreachable
+
+
+class SimulatedRelay:
+    """Drives a :class:`hardware.SimRelay` board directly."""
+
+    def __init__(self, name: str, board: SimRelay) -> None:
+        self.name = name
+        self.board = board
+
+    async def set(self, channel: int, on: bool) -> None:
+        try:
+            self.board.set(channel, on)
+        except RelayOffline as exc:
+            raise RelayUnreachable(f"relay {self.name!r}: {exc}") from exc
+
+    async def read(self, channel: int) -> bool:
+        try:
+            return self.board.get(channel)
+        except RelayOffline as exc:
+            raise RelayUnreachable(f"relay {self.name!r}: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
+
+
+class SimulatedFlame:
+    """Reads the flame straight from the stove model (the simulator knows)."""
+
+    def __init__(self, burner: Burner) -> None:
+        self._burner = burner
+
+    def flame(self) -> bool | None:
+        return self._burner.flame

@@ -1,0 +1,206 @@
+"""The event model and the event log (SQLite under ``state_dir``).
+
+Writing is done by a background thread so that the safety path never waits for the
+disk, and a broken store (read-only, full disk) never stops a cut (DESIGN invariant
+8): events are then kept in memory only, and the trouble is logged once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal[
+    "daemon_start",
+    "daemon_stop",
+    "command",
+    "rejected",
+    "cut_commanded",
+    "cut_confirmed",
+    "restore_commanded",
+    "restore_confirmed",
+    "lock",
+    "unlock",
+    "lock_reasserted",
+    "fault",
+    "recovered",
+]
+
+MEMORY_EVENTS = 2000
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seq: int = 0
+    ts: float
+    kind: EventKind
+    burner: str | None = None
+    source: str | None = None
+    command_id: str | None = None
+    latency_ms: float | None = None
+    detail: dict[str, Any] = {}
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    burner TEXT,
+    source TEXT,
+    command_id TEXT,
+    latency_ms REAL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_burner ON events (burner, seq);
+"""
+
+
+class EventLog:
+    """Append-only event log with live subscribers."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._recent: deque[Event] = deque(maxlen=MEMORY_EVENTS)
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.store_error: str | None = None
+        self._thread: threading.Thread | None = None
+        if path is not None:
+            self._seq = self._last_seq(path)
+            self._thread = threading.Thread(target=self._writer, name="event-log", daemon=True)
+            self._thread.start()
+
+    def _last_seq(self, path: Path) -> int:
+        try:
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT MAX(seq) FROM events").fetchone()
+                return int(row[0] or 0)
+        except sqlite3.Error as exc:
+            self._store_failed(exc)
+            return 0
+
+    def _store_failed(self, exc: Exception) -> None:
+        if self.store_error is None:
+            log.error("event store %s unusable, keeping events in memory: %s", self.path, exc)
+        self.store_error = str(exc)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` for every new event; returns the unsubscribe function."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def emit(self, kind: EventKind, ts: float, **fields: Any) -> Event:
+        """Record an event. Never raises because of the store; never blocks on disk."""
+        with self._lock:
+            self._seq += 1
+            event = Event(seq=self._seq, ts=ts, kind=kind, **fields)
+            self._recent.append(event)
+        if self._thread is not None:
+            self._queue.put(event)
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed")
+        return event
+
+    def _writer(self) -> None:
+        assert self.path is not None
+        db: sqlite3.Connection | None = None
+        while True:
+            event = self._queue.get()
+            try:
+                if event is None:
+                    return
+                if db is None:
+                    db = sqlite3.connect(self.path)
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    db.executescript(_SCHEMA)
+                with db:
+                    db.execute(
+                        "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            event.seq,
+                            event.ts,
+                            event.kind,
+                            event.burner,
+                            event.source,
+                            event.command_id,
+                            event.latency_ms,
+                            json.dumps(event.detail, ensure_ascii=False),
+                        ),
+                    )
+                self.store_error = None
+            except sqlite3.Error as exc:
+                self._store_failed(exc)
+                if db is not None:
+                    db.close()
+                    db = None
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every emitted event has been offered to the store."""
+        if self._thread is not None:
+            self._queue.join()
+
+    def query(self, limit: int = 50, burners: Collection[str] | None = None) -> list[Event]:
+        """The newest ``limit`` events (of ``burners``, if given), oldest first.
+
+        Reads the store; falls back to the events kept in memory when it is broken.
+        """
+        self.flush()
+        if self.path is not None and self.store_error is None:
+            try:
+                return self._query_store(limit, burners)
+            except sqlite3.Error as exc:
+                self._store_failed(exc)
+        events = [e for e in self._recent if burners is None or e.burner in burners]
+        return events[-limit:]
+
+    def _query_store(self, limit: int, burners: Collection[str] | None) -> list[Event]:
+        assert self.path is not None
+        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
+            sql = "SELECT * FROM events"
+            args: tuple[Any, ...] = ()
+            if burners is not None:
+                sql += f" WHERE burner IN ({', '.join('?' for _ in burners)})"
+                args = tuple(burners)
+            rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        return [
+            Event(
+                seq=r[0],
+                ts=r[1],
+                kind=r[2],
+                burner=r[3],
+                source=r[4],
+                command_id=r[5],
+                latency_ms=r[6],
+                detail=json.loads(r[7]),
+            )
+            for r in reversed(rows)
+        ]
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None

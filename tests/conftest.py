@@ -1,0 +1,109 @@
+"""Shared test helpers: a simulated kitchen wired to a controller on a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hardware
+from stove_ctl.clock import ManualClock
+from stove_ctl.commands import Command
+from stove_ctl.config import TrustConfig
+from stove_ctl.controller import BurnerSpec, Controller
+from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
+from stove_ctl.events import Event, EventLog
+from stove_ctl.relay import Wiring
+from stove_ctl.state import StateStore
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+@dataclass
+class Kitchen:
+    """A controller over simulated relays, with the physical burners behind them."""
+
+    clock: ManualClock
+    board: hardware.SimRelay
+    stove: hardware.Stove
+    controller: Controller
+    events: EventLog
+    state_dir: Path
+
+    def burner(self, name: str) -> hardware.Burner:
+        return self.stove.burners[name]
+
+    def kinds(self, burner: str | None = None) -> list[str]:
+        return [e.kind for e in self.log(burner)]
+
+    def log(self, burner: str | None = None) -> list[Event]:
+        keys = None if burner is None else [burner]
+        return self.events.query(10_000, keys)
+
+    async def do(self, action: str, burner: str | None = None, **kw: Any) -> dict[str, Any]:
+        cmd = Command(action=action, burner=burner, **kw)  # type: ignore[arg-type]
+        return await self.controller.execute(cmd, wait="accepted")
+
+    async def advance(self, seconds: float, step: float = 0.05) -> None:
+        """Advance in small steps so the physics sees each change when it happens."""
+        steps = round(seconds / step)
+        for _ in range(steps):
+            await self.clock.advance(step)
+
+
+def make_kitchen(
+    state_dir: Path,
+    wirings: dict[str, Wiring] | None = None,
+    pulse_s: float = 3.0,
+    trust: TrustConfig | None = None,
+    lit: bool = True,
+    events_path: Path | None | str = "default",
+) -> Kitchen:
+    wirings = wirings or {"left": Wiring.NC_SERIES, "right": Wiring.NC_SERIES}
+    clock = ManualClock()
+    stove = hardware.Stove(clock)
+    board = hardware.SimRelay(channels=len(wirings), state_file=state_dir / "relay.json")
+    relay = SimulatedRelay("board", board)
+    specs = []
+    for channel, (name, wiring) in enumerate(wirings.items(), start=1):
+        physical = stove.add_burner(name, hardware.Wiring(wiring.value))
+        board.attach(channel, physical.contact)
+        if lit:
+            if wiring is Wiring.NO_SERIES:
+                board.set(channel, True)  # the circuit is intact only when energised
+            physical.light_and_hold()
+        specs.append(
+            BurnerSpec(
+                stove="kitchen",
+                id=name,
+                relay=relay,
+                channel=channel,
+                wiring=wiring,
+                pulse_s=pulse_s,
+                flame=SimulatedFlame(physical),
+            )
+        )
+    path = state_dir / "events.db" if events_path == "default" else events_path
+    events = EventLog(Path(path) if path is not None else None)
+    controller = Controller(specs, events, StateStore(state_dir / "state.json"), clock, trust)
+    return Kitchen(clock, board, stove, controller, events, state_dir)
+
+
+@pytest.fixture
+def kitchen_factory(tmp_path: Path) -> Callable[..., Kitchen]:
+    made: list[Kitchen] = []
+
+    def factory(**kw: Any) -> Kitchen:
+        kitchen = make_kitchen(kw.pop("state_dir", tmp_path), **kw)
+        made.append(kitchen)
+        return kitchen
+
+    yield factory  # type: ignore[misc]
+    for kitchen in made:
+        kitchen.events.close()

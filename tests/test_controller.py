@@ -1,0 +1,340 @@
+"""Controller behaviour against the simulated kitchen, on a manual clock (no sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from stove_ctl.commands import Command
+from stove_ctl.config import TrustConfig
+from stove_ctl.errors import CommandError
+from stove_ctl.relay import Wiring
+from tests.conftest import Kitchen, run
+
+LEFT = "kitchen/left"
+
+
+@pytest.mark.parametrize("wiring", list(Wiring))
+def test_shutoff_cuts_holds_restores_and_the_flame_stays_out(kitchen_factory, wiring) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory(wirings={"left": wiring, "right": wiring})
+        await k.controller.start()
+        await k.clock.settle()
+        assert k.burner("left").flame
+        reply = await k.do("shutoff", "left")
+        assert reply["ok"] and reply["burners"][0]["burner"] == LEFT
+        await k.advance(0.2)
+        assert not k.burner("left").valve_open and not k.burner("left").flame
+        assert k.burner("right").flame  # only the named burner
+        assert k.controller.status()["burners"][0]["mode"] == "cutting"
+        assert not k.burner("left").circuit_intact
+        await k.advance(3.0)
+        assert k.burner("left").circuit_intact  # restored after pulse_s...
+        await k.advance(30)
+        assert not k.burner("left").valve_open  # ...and restoring never reopened the valve
+        status = k.controller.status()["burners"][0]
+        assert status["mode"] == "ready" and status["circuit"] == "intact"
+        assert status["flame"] == "out"
+        last = status["last_shutoff"]
+        assert last["outcome"] == "restored"
+        assert last["restored_at"] - last["cut_at"] == pytest.approx(3.0, abs=0.06)
+        assert k.kinds(LEFT) == [
+            "cut_commanded",
+            "cut_confirmed",
+            "restore_commanded",
+            "restore_confirmed",
+        ]
+
+    run(body())
+
+
+def test_waiting_for_done_returns_cut_and_restore_times(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        task = asyncio.create_task(
+            k.controller.execute(Command(action="shutoff", burner="left"), wait="done")
+        )
+        await k.advance(3.5)
+        reply = await task
+        burner = reply["burners"][0]
+        assert reply["ok"] and burner["outcome"] == "restored"
+        assert burner["cut_latency_ms"] is not None and burner["restored_at"] > burner["cut_at"]
+
+    run(body())
+
+
+def test_concurrent_shutoffs_of_one_burner_coalesce_into_one_pulse(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        first = await k.do("shutoff", "left")
+        await k.advance(1.0)
+        second = await k.do("shutoff", "kitchen/left", source="mqtt")
+        third = await k.do("shutoff", "left", source="timer")
+        assert not first["burners"][0]["joined"]
+        assert second["burners"][0]["joined"] and third["burners"][0]["joined"]
+        await k.advance(5.0)
+        assert k.kinds(LEFT).count("cut_commanded") == 1
+        assert k.kinds(LEFT).count("restore_confirmed") == 1
+        # After the pulse, a new request is a new shutoff.
+        await k.do("shutoff", "left")
+        await k.advance(4.0)
+        assert k.kinds(LEFT).count("cut_commanded") == 2
+
+    run(body())
+
+
+def test_all_cuts_every_burner_in_parallel(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        reply = await k.do("shutoff", "all")
+        assert [b["burner"] for b in reply["burners"]] == [LEFT, "kitchen/right"]
+        await k.advance(0.2)
+        assert not k.burner("left").flame and not k.burner("right").flame
+        cut_times = [e.ts for e in k.log() if e.kind == "cut_confirmed"]
+        assert len(cut_times) == 2 and cut_times[0] == cut_times[1]  # neither waited
+        await k.advance(3.0)
+        assert k.burner("left").circuit_intact and k.burner("right").circuit_intact
+
+    run(body())
+
+
+def test_shutoff_without_a_burner_means_all(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        reply = await k.do("shutoff")
+        assert len(reply["burners"]) == 2
+
+    run(body())
+
+
+def test_lock_holds_the_cut_until_unlock_and_survives_a_pulse(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.do("shutoff", "left")
+        await k.advance(1.0)
+        await k.do("lock", "left")  # locked in the middle of a pulse
+        await k.advance(10.0)
+        assert not k.burner("left").circuit_intact  # the pulse did not restore
+        assert k.controller.status()["burners"][0]["mode"] == "locked"
+        assert k.controller.status()["burners"][0]["last_shutoff"]["outcome"] == "locked"
+        # Someone tries to cook: it lights while held, and dies on release.
+        k.burner("left").press_and_turn()
+        await k.advance(10.0)
+        k.burner("left").release()
+        await k.advance(0.2)
+        assert not k.burner("left").flame
+        reply = await k.do("unlock", "left")
+        assert reply["burners"][0]["unlocked"]
+        await k.advance(0.1)
+        assert k.burner("left").circuit_intact
+        assert not k.burner("left").valve_open  # unlock never supplies gas
+        assert k.controller.status()["burners"][0]["mode"] == "ready"
+
+    run(body())
+
+
+def test_lock_is_persisted_and_reasserted_at_start_up(kitchen_factory, tmp_path: Path) -> None:
+    async def first_run() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.do("lock", "right")
+        await k.advance(0.1)
+        await k.controller.stop()
+
+    async def second_run() -> None:
+        k: Kitchen = kitchen_factory()
+        k.board.power_cycle()  # the relay lost power while we were down: lock released
+        assert k.burner("right").circuit_intact
+        await k.controller.start()
+        await k.advance(0.1)
+        assert not k.burner("right").circuit_intact
+        assert k.controller.status()["burners"][1]["mode"] == "locked"
+        assert "lock_reasserted" in k.kinds("kitchen/right")
+
+    run(first_run())
+    run(second_run())
+
+
+def test_start_up_restores_an_unlocked_burner_found_cut(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        k.board.set(1, True)  # left cut: a daemon died mid-pulse
+        await k.controller.start()
+        await k.advance(0.1)
+        assert k.burner("left").circuit_intact
+        assert k.kinds(LEFT) == ["restore_commanded", "restore_confirmed"]
+        assert [e.source for e in k.log(LEFT)] == ["startup", "startup"]
+
+    run(body())
+
+
+def test_unconfirmed_shutoff_is_redone_after_a_restart(kitchen_factory) -> None:
+    async def first_run() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        k.board.offline = True
+        await k.do("shutoff", "left")
+        await k.advance(2.0)
+        assert k.controller.status()["burners"][0]["mode"] == "fault"
+        stopping = asyncio.create_task(k.controller.stop())
+        await k.advance(15.0)
+        await stopping  # gave up waiting; the shutoff is still owed
+
+    async def second_run() -> None:
+        k: Kitchen = kitchen_factory()
+        assert k.burner("left").flame
+        await k.controller.start()
+        await k.advance(0.2)
+        assert not k.burner("left").flame
+        await k.advance(3.0)
+        assert k.burner("left").circuit_intact
+        assert k.controller.status()["burners"][0]["last_shutoff"]["outcome"] == "restored"
+
+    run(first_run())
+    run(second_run())
+
+
+def test_offline_relay_gives_fault_events_retries_with_backoff_and_cuts_on_return(
+    kitchen_factory,
+) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        k.board.offline = True
+        asking = asyncio.create_task(
+            k.controller.execute(Command(action="shutoff", burner="left"), "confirmed", 2.0)
+        )
+        await k.advance(2.5)
+        reply = await asking
+        assert reply["ok"] is False and reply["burners"][0]["outcome"] == "pending"
+        assert "offline" in reply["burners"][0]["fault"]
+        await k.advance(17.5)
+        faults = [e for e in k.log(LEFT) if e.kind == "fault"]
+        assert len(faults) >= 4
+        delays = [e.detail["retry_in_s"] for e in faults]
+        assert delays[1] > delays[0] and delays[2] > delays[1]  # backing off
+        assert max(delays) <= 12.0  # capped
+        assert k.controller.status()["burners"][0]["mode"] == "fault"
+        assert k.burner("left").flame  # still burning: the relay is gone
+        k.board.offline = False
+        await k.advance(12.0)
+        assert not k.burner("left").flame
+        assert "recovered" in k.kinds(LEFT)
+        await k.advance(4.0)
+        assert k.burner("left").circuit_intact
+        assert k.controller.status()["burners"][0]["mode"] == "ready"
+
+    run(body())
+
+
+def test_stuck_relay_is_a_mismatch_fault_not_a_confirmed_cut(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        k.board.stuck.add(1)
+        await k.do("shutoff", "left")
+        await k.advance(1.0)
+        assert "cut_confirmed" not in k.kinds(LEFT)
+        fault = next(e for e in k.log(LEFT) if e.kind == "fault")
+        assert fault.detail["type"] == "RelayMismatch"
+        assert k.controller.status()["burners"][0]["mode"] == "fault"
+        k.board.stuck.clear()
+        await k.advance(3.0)
+        assert "cut_confirmed" in k.kinds(LEFT)
+        assert not k.burner("left").flame
+
+    run(body())
+
+
+def test_unknown_and_ambiguous_burners_are_refused_and_change_nothing(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.clock.settle()
+        before = k.board.snapshot()
+        for name, code in (("middle", "unknown_burner"), ("kitchen/oven", "unknown_burner")):
+            with pytest.raises(CommandError) as err:
+                await k.do("shutoff", name)
+            assert err.value.code == code and "kitchen/left" in err.value.message
+        with pytest.raises(CommandError) as err:
+            await k.do("lock")
+        assert err.value.code == "missing_burner"
+        await k.advance(1.0)
+        assert k.board.snapshot() == before
+        assert not [e for e in k.log() if e.kind.startswith("cut")]
+        assert k.kinds().count("rejected") == 3
+
+    run(body())
+
+
+def test_unlock_needs_an_allowed_and_fresh_source(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory(trust=TrustConfig(unlock_sources=["cli"], max_command_age_s=30))
+        await k.controller.start()
+        await k.do("lock", "left")
+        await k.advance(0.1)
+        now = k.clock.time()
+        refused = [
+            ({"source": "mqtt"}, "not_allowed"),
+            ({"source": "voice"}, "not_allowed"),
+            ({"retained": True}, "stale"),
+            ({"ts": now - 31}, "stale"),
+            ({"ts": now + 3600}, "stale"),
+        ]
+        for extra, code in refused:
+            with pytest.raises(CommandError) as err:
+                await k.do("unlock", "left", **extra)
+            assert err.value.code == code
+        await k.advance(1.0)
+        assert not k.burner("left").circuit_intact
+        assert k.controller.status()["burners"][0]["mode"] == "locked"
+        # Reducing gas availability is accepted from anyone, even late or retained.
+        await k.do("lock", "right", source="mqtt", retained=True, ts=now - 3600)
+        await k.advance(0.1)
+        assert not k.burner("right").circuit_intact
+        reply = await k.do("unlock", "left", ts=now)
+        assert reply["burners"][0]["unlocked"]
+
+    run(body())
+
+
+def test_shutoffs_work_with_a_broken_event_store_and_state_dir(
+    kitchen_factory, tmp_path: Path
+) -> None:
+    async def body() -> None:
+        broken = tmp_path / "missing" / "deeper"
+        k: Kitchen = kitchen_factory(state_dir=broken, events_path=broken / "events.db")
+        await k.controller.start()
+        await k.do("lock", "right")
+        await k.do("shutoff", "left")
+        await k.advance(0.2)
+        assert not k.burner("left").flame and not k.burner("right").flame
+        await k.advance(3.0)
+        assert k.burner("left").circuit_intact
+        status = k.controller.status()
+        assert status["event_store"] != "ok" and status["state_store"] != "ok"
+        # Events are still there to read, from memory.
+        assert "cut_confirmed" in k.kinds(LEFT)
+
+    run(body())
+
+
+def test_stop_waits_for_a_pulse_to_restore(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.do("shutoff", "left")
+        await k.advance(0.5)
+        stopping = asyncio.create_task(k.controller.stop())
+        await k.advance(3.0)
+        await stopping
+        assert k.burner("left").circuit_intact
+
+    run(body())
