@@ -63,7 +63,7 @@ def make_kitchen(
     pulse_s: float = 3.0,
     trust: TrustConfig | None = None,
     lit: bool = True,
-    events_path: Path | None | str = "default",
+    events_path: Path | str | None = "default",
 ) -> Kitchen:
     wirings = wirings or {"left": Wiring.NC_SERIES, "right": Wiring.NC_SERIES}
     clock = ManualClock()

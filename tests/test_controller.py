@@ -276,7 +276,8 @@ def test_unknown_and_ambiguous_burners_are_refused_and_change_nothing(kitchen_fa
 
 def test_unlock_needs_an_allowed_and_fresh_source(kitchen_factory) -> None:
     async def body() -> None:
-        k: Kitchen = kitchen_factory(trust=TrustConfig(unlock_sources=["cli"], max_command_age_s=30))
+        trust = TrustConfig(unlock_sources=["cli"], max_command_age_s=30)
+        k: Kitchen = kitchen_factory(trust=trust)
         await k.controller.start()
         await k.do("lock", "left")
         await k.advance(0.1)
