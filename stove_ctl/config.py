@@ -205,7 +205,10 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = _location(tuple(error["loc"]))
+            path = tuple(error["loc"])
+            if error["type"] == "extra_forbidden":
+                path = path[:-1]  # the message names the unknown field itself
+            loc = _location(path)
             if error["type"] == "value_error" and not error["loc"]:
                 for part in _describe(error, data).split("; "):
                     problems.append(f"{source}: {part}")

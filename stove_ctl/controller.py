@@ -186,8 +186,14 @@ class Controller:
         if not found_cut:
             burner.relay_cut = False
             return
-        await self._drive(burner, cut=False, source="startup", command_id=None)
-        if last is not None and last.outcome == "cutting":
+        restored = await self._drive(
+            burner,
+            cut=False,
+            source="startup",
+            command_id=None,
+            wanted=lambda: not burner.pulsing,
+        )
+        if restored is not None and last is not None and last.outcome == "cutting":
             # A shutoff the previous daemon did not finish: this restore ends it.
             burner.last_shutoff = last.model_copy(
                 update={"outcome": "restored", "restored_at": self.clock.time()}
@@ -388,7 +394,13 @@ class Controller:
                 restores.append(
                     self._spawn(
                         burner,
-                        self._drive(burner, cut=False, source=cmd.source, command_id=cmd.id),
+                        self._drive(
+                            burner,
+                            cut=False,
+                            source=cmd.source,
+                            command_id=cmd.id,
+                            wanted=lambda b=burner: not b.pulsing,  # type: ignore[misc]
+                        ),
                     )
                 )
         if restores and wait != "accepted":

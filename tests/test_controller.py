@@ -207,6 +207,7 @@ def test_offline_relay_gives_fault_events_retries_with_backoff_and_cuts_on_retur
     async def body() -> None:
         k: Kitchen = kitchen_factory()
         await k.controller.start()
+        await k.clock.settle()
         k.board.offline = True
         asking = asyncio.create_task(
             k.controller.execute(Command(action="shutoff", burner="left"), "confirmed", 2.0)
@@ -218,6 +219,7 @@ def test_offline_relay_gives_fault_events_retries_with_backoff_and_cuts_on_retur
         await k.advance(17.5)
         faults = [e for e in k.log(LEFT) if e.kind == "fault"]
         assert len(faults) >= 4
+        assert {e.command_id for e in faults} == {reply["burners"][0]["command_id"]}
         delays = [e.detail["retry_in_s"] for e in faults]
         assert delays[1] > delays[0] and delays[2] > delays[1]  # backing off
         assert max(delays) <= 12.0  # capped
@@ -337,5 +339,23 @@ def test_stop_waits_for_a_pulse_to_restore(kitchen_factory) -> None:
         await k.advance(3.0)
         await stopping
         assert k.burner("left").circuit_intact
+
+    run(body())
+
+
+def test_start_up_restore_never_cuts_a_pulse_short(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        k.board.set(1, True)  # found cut at start-up...
+        k.board.offline = True  # ...and the relay does not answer yet
+        await k.controller.start()
+        await k.clock.settle()  # start-up is now retrying its restore
+        await k.do("shutoff", "left")  # a shutoff arrives meanwhile
+        await k.advance(1.0)
+        k.board.offline = False
+        await k.advance(11.0)  # both retry loops come round
+        cut_at = next(e.ts for e in k.log(LEFT) if e.kind == "cut_confirmed")
+        restores = [e.ts for e in k.log(LEFT) if e.kind == "restore_confirmed"]
+        assert len(restores) == 1 and restores[0] - cut_at == pytest.approx(3.0, abs=0.06)
 
     run(body())

@@ -1,0 +1,175 @@
+"""Config loading: every problem is named with its file and field path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stove_ctl.config import load_config
+from stove_ctl.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = {
+    "state_dir": "./state",
+    "relays": {"r1": {"driver": "simulated", "channels": 2}},
+    "stoves": [
+        {
+            "id": "kitchen",
+            "burners": [
+                {"id": "left", "relay": {"device": "r1", "channel": 1}},
+                {"id": "right", "relay": {"device": "r1", "channel": 2}, "pulse_s": 5},
+            ],
+        }
+    ],
+}
+
+
+def write(tmp_path: Path, data: object, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def problems(tmp_path: Path, data: object) -> list[str]:
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert all(p.startswith(str(path)) for p in err.value.problems)
+    return err.value.problems
+
+
+def test_example_config_loads_and_defaults_apply() -> None:
+    config = load_config(ROOT / "config.example.yaml")
+    assert config.state_dir == ROOT / "state"  # relative to the file, not the cwd
+    burner = config.stoves[0].burners[0]
+    assert burner.wiring.value == "nc_series" and burner.pulse_s == 3
+    assert config.trust.unlock_sources == ["cli"]
+
+
+def test_good_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.stoves[0].burners[1].pulse_s == 5
+    assert config.state_dir == tmp_path / "state"
+
+
+def with_burner(**changes: object) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["stoves"][0]["burners"][0].update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            with_burner(pulse_s=45),
+            "stoves[0].burners[0].pulse_s: input should be less than or equal to 30 (got 45)",
+        ),
+        (
+            with_burner(pulse_s=0.1),
+            "stoves[0].burners[0].pulse_s: input should be greater than or equal to 0.5",
+        ),
+        (
+            with_burner(pulse_s="soon"),
+            "stoves[0].burners[0].pulse_s: input should be a valid number",
+        ),
+        (
+            with_burner(wiring="nc_parallel"),
+            "stoves[0].burners[0].wiring: input should be 'nc_series', 'no_parallel' or 'no_series'",
+        ),
+        (
+            with_burner(pluse_s=3),
+            "stoves[0].burners[0]: unknown field 'pluse_s' (did you mean 'pulse_s'?)",
+        ),
+        (with_burner(id="Left Burner"), "stoves[0].burners[0].id: string should match pattern"),
+        (with_burner(id="all"), "stoves[0].burners[0].id: 'all' is reserved"),
+        (with_burner(id="right"), "stoves[0].burners[1].id: burner id 'right' is used twice"),
+        (
+            with_burner(relay={"device": "nope", "channel": 1}),
+            "stoves[0].burners[0].relay.device: no relay named 'nope' (relays: r1)",
+        ),
+        (
+            with_burner(relay={"device": "r1", "channel": 3}),
+            "stoves[0].burners[0].relay.channel: relay 'r1' has 2 channel(s), not 3",
+        ),
+        (
+            with_burner(relay={"device": "r1", "channel": 2}),
+            "stoves[0].burners[1].relay: channel 2 of 'r1' already switches kitchen/left",
+        ),
+        (
+            {**GOOD, "relays": {"r1": {"driver": "zwave"}}},
+            "relays.r1: input tag 'zwave' found using 'driver' does not match any of the expected tags: 'simulated'",
+        ),
+        ({**GOOD, "stoves": []}, "stoves: list should have at least 1 item"),
+        ({k: v for k, v in GOOD.items() if k != "stoves"}, "stoves: required field is missing"),
+        (
+            {**GOOD, "trust": {"unlock_sources": ["anyone"]}},
+            "trust.unlock_sources[0]: input should be",
+        ),
+        (
+            {**GOOD, "trust": {"max_command_age_s": -1}},
+            "trust.max_command_age_s: input should be greater than 0",
+        ),
+    ],
+)
+def test_each_problem_is_reported_with_its_path(tmp_path: Path, data: dict, expected: str) -> None:
+    found = problems(tmp_path, data)
+    assert any(expected in p for p in found), found
+
+
+def test_every_field_error_is_reported_at_once(tmp_path: Path) -> None:
+    data = with_burner(pulse_s=99, wiring="sideways")
+    data["stoves"][0]["burners"][1]["pulse_s"] = -1
+    found = problems(tmp_path, data)
+    assert len(found) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stoves: [\n  - id: a\n  bad", "line 2, column 3: not valid YAML"),
+        ("stoves:\n  - id: a\n    burners: [\n", "line 4, column 1: not valid YAML"),
+        ("- just\n- a list\n", "the file must hold a mapping of settings"),
+        ("", "the file must hold a mapping of settings"),
+    ],
+)
+def test_unparseable_files(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems(tmp_path, text)
+    assert any(expected in p for p in found), found
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "absent.yaml")
+    assert err.value.problems == [f"{tmp_path / 'absent.yaml'}: no such file"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stove_ctl", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    ok = cli("check-config", "-c", str(write(tmp_path, GOOD)))
+    assert ok.returncode == 0 and "ok (1 stove(s), 2 burner(s), 1 relay(s))" in ok.stdout
+    bad_path = write(tmp_path, with_burner(pulse_s=45), "bad.yaml")
+    bad = cli("check-config", "-c", str(bad_path))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"{bad_path}: stoves[0].burners[0].pulse_s: input should be less than or equal to 30 (got 45)"
+    ]
+    assert not (tmp_path / "state").exists()  # checking changes nothing
+
+
+def test_run_with_a_bad_config_exits_2_without_starting(tmp_path: Path) -> None:
+    bad_path = write(tmp_path, with_burner(wiring="x"), "bad.yaml")
+    result = cli("run", "-c", str(bad_path))
+    assert result.returncode == 2
+    assert "stoves[0].burners[0].wiring" in result.stderr
+    assert not (tmp_path / "state").exists()
