@@ -9,11 +9,19 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from stove_ctl.errors import ConfigError
 from stove_ctl.relay import Wiring
@@ -39,7 +47,62 @@ class SimulatedRelayConfig(_Model):
     )
 
 
-RelayConfig = Annotated[SimulatedRelayConfig, Field(discriminator="driver")]
+class MiotPropertyConfig(_Model):
+    siid: int = Field(ge=1, le=255)
+    piid: int = Field(ge=1, le=255)
+
+
+class MiioChannelConfig(_Model):
+    """Where a channel's switch lives in the device's MIoT spec."""
+
+    siid: int = Field(ge=1, le=255)
+    piid: int = Field(1, ge=1, le=255)
+    off_delay: MiotPropertyConfig | None = Field(
+        None, description="A countdown property (seconds) that switches the channel off."
+    )
+
+
+class MiioRelayConfig(_Model):
+    """A Mi Home relay on the LAN (python-miio's protocol)."""
+
+    driver: Literal["miio"]
+    host: IPv4Address
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    token_env: str | None = None
+    model: str | None = Field(None, description="Expected model; doctor checks it.")
+    protocol: Literal["miot", "legacy"] = "miot"
+    channels: int = Field(1, ge=1, le=8)
+    mapping: dict[int, MiioChannelConfig] = Field(
+        default_factory=dict, description="Per channel; default: channel n is siid n+1, piid 1."
+    )
+    timeout_s: float = Field(2.0, ge=0.2, le=10)
+    poll_s: float = Field(1.0, ge=0, le=60, description="0 turns polling off.")
+
+    @model_validator(mode="after")
+    def _check(self) -> MiioRelayConfig:
+        given = [f for f in ("token", "token_file", "token_env") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of token, token_file, token_env")
+        if self.token is not None:
+            _check_token(self.token.get_secret_value())
+        if self.protocol == "legacy" and self.channels != 1:
+            raise ValueError("legacy (set_power) relays have one channel")
+        for channel in self.mapping:
+            if not 1 <= channel <= self.channels:
+                raise ValueError(f"mapping names channel {channel}; the relay has {self.channels}")
+        return self
+
+    def channel_map(self, channel: int) -> MiioChannelConfig:
+        return self.mapping.get(channel) or MiioChannelConfig(siid=channel + 1, piid=1)
+
+
+def _check_token(token: str) -> None:
+    if len(token) != 32 or any(c not in "0123456789abcdefABCDEF" for c in token):
+        raise ValueError("a miIO token is 32 hexadecimal characters")
+
+
+RelayConfig = Annotated[SimulatedRelayConfig | MiioRelayConfig, Field(discriminator="driver")]
 
 
 class RelayRef(_Model):
@@ -119,16 +182,47 @@ class Config(_Model):
             raise ValueError("; ".join(problems))
         return self
 
-    def resolve_paths(self, base: Path) -> Config:
-        """Return a copy with relative paths made relative to ``base``."""
+    def resolve(self, base: Path, source: str) -> Config:
+        """Make relative paths relative to ``base`` and read secrets from files and
+        the environment. Raises ConfigError naming each field that fails."""
         state_dir = self.state_dir if self.state_dir.is_absolute() else base / self.state_dir
         socket = self.socket
         if socket is not None and not socket.is_absolute():
             socket = base / socket
-        return self.model_copy(update={"state_dir": state_dir, "socket": socket})
+        problems: list[str] = []
+        relays: dict[str, RelayConfig] = {}
+        for relay_id, relay in self.relays.items():
+            if isinstance(relay, MiioRelayConfig) and relay.token is None:
+                where = f"{source}: relays.{relay_id}"
+                try:
+                    token = _read_secret(relay.token_file, relay.token_env, base)
+                    _check_token(token)
+                except ValueError as exc:
+                    field = "token_file" if relay.token_file is not None else "token_env"
+                    problems.append(f"{where}.{field}: {exc}")
+                    continue
+                relay = relay.model_copy(update={"token": SecretStr(token)})
+            relays[relay_id] = relay
+        if problems:
+            raise ConfigError(problems)
+        return self.model_copy(update={"state_dir": state_dir, "socket": socket, "relays": relays})
 
     def control_socket(self) -> Path:
         return self.socket if self.socket is not None else default_socket_path()
+
+
+def _read_secret(file: Path | None, env: str | None, base: Path) -> str:
+    if file is not None:
+        path = file if file.is_absolute() else base / file
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    assert env is not None
+    value = os.environ.get(env)
+    if value is None:
+        raise ValueError(f"environment variable {env} is not set")
+    return value.strip()
 
 
 def default_socket_path() -> Path:
@@ -147,7 +241,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("simulated",):
+        elif part in ("simulated", "miio"):
             continue  # the discriminator's tag is noise in a field path
         else:
             out += f".{part}" if out else str(part)
@@ -186,6 +280,8 @@ _FIELD_NAMES = {
         RelayRef,
         TrustConfig,
         SimulatedRelayConfig,
+        MiioRelayConfig,
+        MiioChannelConfig,
     )
     for name in _fields_of(model)
 }
@@ -234,4 +330,4 @@ def load_config(path: Path | str) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{path}: {where}not valid YAML: {problem}"]) from None
     config = parse_config(data, str(path))
-    return config.resolve_paths(path.resolve().parent)
+    return config.resolve(path.resolve().parent, str(path))

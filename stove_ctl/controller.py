@@ -70,7 +70,9 @@ class _Burner:
     spec: BurnerSpec
     io: asyncio.Lock = field(default_factory=asyncio.Lock)
     lock: LockRecord | None = None
-    fault: str | None = None
+    fault: str | None = None  # the last relay action failed and is being retried
+    link_fault: str | None = None  # polling cannot read the relay
+    reasserting: bool = False
     relay_cut: bool | None = None  # last confirmed state of the circuit
     shutoff: _Shutoff | None = None  # the one in flight, if any
     last_shutoff: ShutoffRecord | None = None
@@ -83,7 +85,7 @@ class _Burner:
 
     @property
     def mode(self) -> Mode:
-        if self.fault is not None:
+        if self.fault is not None or self.link_fault is not None:
             return Mode.FAULT
         if self.lock is not None:
             return Mode.LOCKED
@@ -111,6 +113,7 @@ class Controller:
         self.clock = clock
         self.trust = trust or TrustConfig()
         self.started_at: float | None = None
+        self._pollers: set[asyncio.Task[None]] = set()
 
     # -- life cycle --------------------------------------------------------------
 
@@ -131,9 +134,20 @@ class Controller:
         self._emit("daemon_start", detail={"burners": list(self._burners)})
         for burner in self._burners.values():
             self._spawn(burner, self._reconcile(burner))
+        by_relay: dict[int, list[_Burner]] = {}
+        for burner in self._burners.values():
+            if burner.spec.relay.poll_s:
+                by_relay.setdefault(id(burner.spec.relay), []).append(burner)
+        for burners in by_relay.values():
+            task = asyncio.ensure_future(self._poll(burners))
+            task.add_done_callback(_log_crash)
+            self._pollers.add(task)
 
     async def stop(self) -> None:
         """Let in-flight shutoffs finish their restore, then stop background work."""
+        for poller in self._pollers:
+            poller.cancel()
+        await asyncio.gather(*self._pollers, return_exceptions=True)
         pending = [b.shutoff.done for b in self._burners.values() if b.pulsing and b.shutoff]
         if pending:
             longest = max(b.spec.pulse_s for b in self._burners.values()) + WAIT_SLACK_S
@@ -297,7 +311,12 @@ class Controller:
         started = self.clock.monotonic()
         try:
             latency = await self._drive(
-                burner, cut=True, source=record.source, command_id=record.command_id, since=started
+                burner,
+                cut=True,
+                source=record.source,
+                command_id=record.command_id,
+                since=started,
+                device_pulse_s=burner.spec.pulse_s,
             )
             record.cut_at = self.clock.time()
             record.cut_latency_ms = latency
@@ -420,12 +439,15 @@ class Controller:
         command_id: str | None,
         since: float | None = None,
         wanted: Callable[[], bool] = lambda: True,
+        device_pulse_s: float | None = None,
     ) -> float | None:
         """Set the circuit and confirm by reading back; retry until it holds.
 
         Returns the latency in ms from ``since`` (or from the first attempt) to the
         confirmation, or None when the work is no longer wanted. A restore is never
-        wanted on a locked burner: nothing restores a locked burner.
+        wanted on a locked burner: nothing restores a locked burner. With
+        ``device_pulse_s`` a cut uses the relay's own auto-off where it has one
+        (invariant 2), so the circuit comes back even if this daemon dies mid-pulse.
         """
         spec = burner.spec
         want = spec.wiring.relay_on_for(cut)
@@ -439,7 +461,10 @@ class Controller:
                 if not wanted() or (not cut and burner.lock is not None):
                     return None
                 try:
-                    await spec.relay.set(spec.channel, want)
+                    if device_pulse_s and want and spec.relay.can_pulse(spec.channel):
+                        await spec.relay.pulse(spec.channel, want, device_pulse_s)
+                    else:
+                        await spec.relay.set(spec.channel, want)
                     self._emit(
                         "cut_commanded" if cut else "restore_commanded",
                         burner,
@@ -489,6 +514,64 @@ class Controller:
                 self._save()  # an unconfirmed shutoff must survive a restart
             await self.clock.sleep(delay)
 
+    # -- changes made by others (Mi Home app, XiaoAi, a power cut) -----------------
+
+    async def _poll(self, burners: list[_Burner]) -> None:
+        relay = burners[0].spec.relay
+        assert relay.poll_s
+        while True:
+            await self.clock.sleep(relay.poll_s)
+            for burner in burners:
+                if not burner.io.locked():  # busy burners are being confirmed anyway
+                    await self._check_external(burner)
+
+    async def _check_external(self, burner: _Burner) -> None:
+        spec = burner.spec
+        source = spec.relay.external_source
+        async with burner.io:
+            try:
+                cut_now = spec.wiring.is_cut(await spec.relay.read(spec.channel))
+            except RelayError as exc:
+                if burner.link_fault is None:
+                    burner.link_fault = f"relay not answering: {exc}"
+                    self._emit("fault", burner, detail={"error": str(exc), "while": "polling"})
+                return
+            if burner.link_fault is not None:
+                self._emit("recovered", burner, detail={"was": burner.link_fault})
+                burner.link_fault = None
+            known, burner.relay_cut = burner.relay_cut, cut_now
+        if known is None or cut_now == known:
+            return
+        if cut_now and burner.lock is None and not burner.pulsing:
+            # Cut by someone else: record it as their shutoff, and make sure it
+            # ends restored after pulse_s like any other.
+            cmd = Command.model_validate({"action": "shutoff", "source": source})
+            self._emit(
+                "command",
+                source=source,
+                command_id=cmd.id,
+                detail={"action": "shutoff", "burner": spec.key, "seen": "relay switched to cut"},
+            )
+            self._start_shutoff(burner, cmd)
+        elif not cut_now and burner.lock is not None and not burner.reasserting:
+            self._spawn(burner, self._reassert(burner, source))
+
+    async def _reassert(self, burner: _Burner, source: str) -> None:
+        burner.reasserting = True
+        lock = burner.lock
+        try:
+            done = await self._drive(
+                burner,
+                cut=True,
+                source=source,
+                command_id=None,
+                wanted=lambda: burner.lock is lock,
+            )
+        finally:
+            burner.reasserting = False
+        if done is not None:
+            self._emit("lock_reasserted", burner, source=source, detail={"seen": "relay restored"})
+
     # -- views -------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -508,7 +591,7 @@ class Controller:
                     "wiring": spec.wiring.value,
                     "pulse_s": spec.pulse_s,
                     "lock": burner.lock.model_dump() if burner.lock else None,
-                    "fault": burner.fault,
+                    "fault": burner.fault or burner.link_fault,
                     "last_shutoff": burner.last_shutoff.model_dump()
                     if burner.last_shutoff
                     else None,

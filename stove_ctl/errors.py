@@ -51,6 +51,10 @@ class RelayRejected(RelayError):
         self.code = code
 
 
+class RelayBadReply(RelayError):
+    """The relay answered with something that is not a valid reply."""
+
+
 class RelayMismatch(RelayError):
     """The relay acknowledged a set, but reading it back shows another state."""
 

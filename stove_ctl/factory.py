@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import hardware
 from stove_ctl.clock import Clock
-from stove_ctl.config import Config, SimulatedRelayConfig
+from stove_ctl.config import Config, MiioRelayConfig, SimulatedRelayConfig
 from stove_ctl.controller import BurnerSpec, Controller
+from stove_ctl.drivers.miio import MiioChannelMap, MiioProtocol, MiioRelay, MiotProperty
 from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
 from stove_ctl.events import EventLog
 from stove_ctl.relay import FlameInput, Relay
@@ -32,6 +33,29 @@ class Runtime:
         self.events.close()
 
 
+def build_miio(relay_id: str, cfg: MiioRelayConfig) -> MiioRelay:
+    assert cfg.token is not None  # resolved by load_config
+    channels = {}
+    for channel in range(1, cfg.channels + 1):
+        mapped = cfg.channel_map(channel)
+        off_delay = (
+            MiotProperty(mapped.off_delay.siid, mapped.off_delay.piid)
+            if mapped.off_delay is not None
+            else None
+        )
+        channels[channel] = MiioChannelMap(MiotProperty(mapped.siid, mapped.piid), off_delay)
+    protocol = MiioProtocol(
+        str(cfg.host), bytes.fromhex(cfg.token.get_secret_value()), timeout_s=cfg.timeout_s
+    )
+    return MiioRelay(
+        relay_id,
+        protocol,
+        channels,
+        legacy=cfg.protocol == "legacy",
+        poll_s=cfg.poll_s or None,
+    )
+
+
 def build(config: Config, clock: Clock) -> Runtime:
     state_dir = config.state_dir
     try:
@@ -53,6 +77,8 @@ def build(config: Config, clock: Clock) -> Runtime:
             )
             boards[relay_id] = board
             relays[relay_id] = SimulatedRelay(relay_id, board)
+        elif isinstance(relay_cfg, MiioRelayConfig):
+            relays[relay_id] = build_miio(relay_id, relay_cfg)
 
     stoves: dict[str, hardware.Stove] = {}
     specs: list[BurnerSpec] = []

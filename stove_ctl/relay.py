@@ -35,10 +35,22 @@ class Relay(Protocol):
     """
 
     name: str
+    # How often to read the relay back to see changes made by others (None: never),
+    # and the source those changes are attributed to.
+    poll_s: float | None
+    external_source: str
 
     async def set(self, channel: int, on: bool) -> None: ...
 
     async def read(self, channel: int) -> bool: ...
+
+    def can_pulse(self, channel: int) -> bool:
+        """Whether the device can switch ``on`` and back by itself (device-side pulse)."""
+        ...
+
+    async def pulse(self, channel: int, on: bool, hold_s: float) -> None:
+        """Switch to ``on`` and have the device switch back after ``hold_s``."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from hardware import Burner, RelayOffline, SimRelay
-from stove_ctl.errors import RelayUnreachable
+from stove_ctl.errors import RelayRejected, RelayUnreachable
 
 
 class SimulatedRelay:
     """Drives a :class:`hardware.SimRelay` board directly."""
 
+    poll_s: float | None = None  # nothing else switches an in-process board
+    external_source = "cli"
+
     def __init__(self, name: str, board: SimRelay) -> None:
         self.name = name
         self.board = board
+
+    def can_pulse(self, channel: int) -> bool:
+        return False
+
+    async def pulse(self, channel: int, on: bool, hold_s: float) -> None:
+        raise RelayRejected(f"relay {self.name!r} has no device-side pulse")
 
     async def set(self, channel: int, on: bool) -> None:
         try:
