@@ -21,6 +21,7 @@ client's token wrong), ``board.stuck`` (accepts a set, nothing moves), and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import json
@@ -41,11 +42,15 @@ from hardware.relay import SimRelay
 HELLO = bytes.fromhex("21310020" + "ff" * 28)
 PORT = 54321
 
-# MIoT per-item codes (spec: miot-spec.org, as returned by devices).
+# MIoT per-item status codes, as devices return them (docs/MIHOME.md has sources).
 CODE_OK = 0
-CODE_NOT_FOUND = -4004  # property does not exist
+CODE_NOT_FOUND = -4003  # property does not exist
 CODE_BAD_VALUE = -4005  # value out of range / wrong type
-CODE_NOT_WRITABLE = -4002
+# Top-level errors.
+METHOD_NOT_FOUND = -10000  # e.g. a legacy device asked for get_properties
+COMMAND_ERROR = -5001  # e.g. a MIoT device asked for get_prop / set_power
+# yeelink.switch.sw1's off-delay range: -1 is "off", 1..43200 seconds.
+OFF_DELAY_MIN, OFF_DELAY_MAX = -1, 43200
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class MiioRelaySim:
         board: SimRelay,
         host: str = "127.0.0.5",
         token: str = "00112233445566778899aabbccddeeff",
-        model: str = "lumi.switch.b2nacn02",
+        model: str = "yeelink.switch.sw1",
         device_id: int = 0x1A2B3C4D,
         mapping: dict[int, Prop] | None = None,
         off_delay: dict[int, Prop] | None = None,
@@ -94,7 +99,7 @@ class MiioRelaySim:
         self.garbage_next = 0
         self.wrong_id_next = 0
         # State and counters for tests.
-        self.off_delay_s: dict[int, int] = {n: 0 for n in self.off_delay_props}
+        self.off_delay_s: dict[int, int] = {n: -1 for n in self.off_delay_props}
         self._off_at: dict[int, float] = {}
         self.requests: list[dict[str, Any]] = []
         self.request_times: list[tuple[float, str]] = []
@@ -134,7 +139,7 @@ class MiioRelaySim:
         """Lose power and boot again: outputs to their power-on state, timers gone."""
         with self._lock:
             self._off_at.clear()
-            self.off_delay_s = {n: 0 for n in self.off_delay_props}
+            self.off_delay_s = {n: -1 for n in self.off_delay_props}
             self._booted = self._clock()
             self.board.power_cycle()
 
@@ -162,10 +167,9 @@ class MiioRelaySim:
                 self._fire_timers(now)
                 while self._outbox and self._outbox[0][0] <= now:
                     _, _, packet, to = heapq.heappop(self._outbox)
-                    try:
+                    # A client that went away is no concern of a real device's.
+                    with contextlib.suppress(OSError):
                         self._sock.sendto(packet, to)
-                    except OSError:
-                        pass  # the client went away; a real device would not care
 
     def _fire_timers(self, now: float) -> None:
         for channel, due in list(self._off_at.items()):
@@ -226,10 +230,8 @@ class MiioRelaySim:
 
     def _packet(self, plaintext: bytes) -> bytes:
         encrypted = Utils.encrypt(plaintext, self.token)
-        header = struct.pack(
-            ">HHI4sI", 0x2131, 32 + len(encrypted), 0, self.device_id, self.stamp
-        )
-        checksum = hashlib.md5(header + self.token + encrypted).digest()  # noqa: S324 - the protocol's
+        header = struct.pack(">HHI4sI", 0x2131, 32 + len(encrypted), 0, self.device_id, self.stamp)
+        checksum = hashlib.md5(header + self.token + encrypted).digest()
         return header + checksum + encrypted
 
     # -- the device's methods ----------------------------------------------------
@@ -242,6 +244,8 @@ class MiioRelaySim:
                 return self._legacy_get(params)
             if method == "set_power":
                 return self._legacy_set(params)
+        elif method in ("get_prop", "set_power"):
+            raise _RpcError(COMMAND_ERROR, "command error")
         else:
             if method == "get_properties":
                 return [self._get(item) for item in _items(params)]
@@ -252,7 +256,7 @@ class MiioRelaySim:
                 results = {id(i): self._set(i) for i in delays}
                 results.update({id(i): self._set(i) for i in items if i not in delays})
                 return [results[id(i)] for i in items]
-        raise _RpcError(-32601, "Method not found.")
+        raise _RpcError(METHOD_NOT_FOUND, "Method not found.")
 
     def _info(self) -> dict[str, Any]:
         mac = ":".join(f"{b:02X}" for b in b"\x54\x48" + self.device_id)
@@ -306,20 +310,24 @@ class MiioRelaySim:
             if not isinstance(value, bool):
                 return {**out, "code": CODE_BAD_VALUE}
             self.board.set(channel, value)
-            delay = self.off_delay_s.get(channel, 0)
+            delay = self.off_delay_s.get(channel, -1)
             if value and delay > 0 and channel not in self.board.stuck:
                 self._off_at[channel] = self._clock() + delay
-                self.off_delay_s[channel] = 0  # one-shot, like a countdown
+                self.off_delay_s[channel] = -1  # one-shot, like a countdown
             elif not value:
                 self._off_at.pop(channel, None)
             return {**out, "code": CODE_OK}
         delay_channel = self._off_delay_channel(item)
         if delay_channel is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not OFF_DELAY_MIN <= value <= OFF_DELAY_MAX
+            ):
                 return {**out, "code": CODE_BAD_VALUE}
             self.off_delay_s[delay_channel] = value
-            if value == 0:
-                self._off_at.pop(delay_channel, None)  # 0 cancels a running countdown
+            if value <= 0:
+                self._off_at.pop(delay_channel, None)  # "off" cancels a running countdown
             return {**out, "code": CODE_OK}
         return {**out, "code": CODE_NOT_FOUND}
 
@@ -329,7 +337,7 @@ class MiioRelaySim:
 
     def _legacy_set(self, params: Any) -> list[str]:
         if params not in (["on"], ["off"]):
-            raise _RpcError(-5001, "invalid_arg")
+            raise _RpcError(COMMAND_ERROR, "invalid_arg")
         self.board.set(1, params == ["on"])
         return ["ok"]
 
@@ -343,5 +351,5 @@ class _RpcError(Exception):
 
 def _items(params: Any) -> list[dict[str, Any]]:
     if not isinstance(params, list) or not all(isinstance(i, dict) for i in params):
-        raise _RpcError(-5001, "invalid_arg")
+        raise _RpcError(COMMAND_ERROR, "invalid_arg")
     return params

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("-c", "--config", type=Path, required=True)
 
+    doctor = sub.add_parser("doctor", help="reach every relay and explain failures")
+    doctor.add_argument("-c", "--config", type=Path, required=True)
+
     def client_command(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, parents=[client])
 
@@ -60,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     off.add_argument("burner", nargs="?", default="all", help="burner, stove/burner, or all")
     off.add_argument(
         "--no-wait", action="store_true", help="return once the cut is confirmed, not restored"
+    )
+    off.add_argument(
+        "--timeout",
+        type=_seconds,
+        help="seconds to wait (default: pulse_s + 10); the "
+        "shutoff carries on after the CLI stops waiting",
     )
     off.add_argument("--json", action="store_true")
 
@@ -79,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 s, not {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -96,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "check-config":
             return _check_config(args.config)
+        if args.command == "doctor":
+            return _doctor(args.config)
         return _client(args)
     except DaemonNotRunning as exc:
         print(f"stove-ctl: {exc}; start one with: stove-ctl run -c FILE", file=sys.stderr)
@@ -119,6 +140,17 @@ def _check_config(path: Path) -> int:
         f"{len(config.relays)} relay(s))"
     )
     return EXIT_OK
+
+
+def _doctor(path: Path) -> int:
+    from stove_ctl.doctor import run_doctor
+
+    findings = asyncio.run(run_doctor(load_config(path)))
+    for finding in findings:
+        print(f"relay {finding.relay}: {'ok' if finding.ok else 'PROBLEM'}")
+        for line in finding.lines:
+            print(f"  {line}")
+    return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILED
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -155,6 +187,8 @@ def _client(args: argparse.Namespace) -> int:
             "burner": args.burner,
             "wait": "confirmed" if args.no_wait else "done",
         }
+        if args.timeout is not None:
+            payload["timeout_s"] = args.timeout
     elif args.command in ("lock", "unlock"):
         payload = {"action": args.command, "burner": args.burner}
     else:

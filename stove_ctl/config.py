@@ -47,9 +47,14 @@ class SimulatedRelayConfig(_Model):
     )
 
 
-class MiotPropertyConfig(_Model):
+class OffDelayConfig(_Model):
+    """A countdown property (in seconds) after which the device switches the channel off."""
+
     siid: int = Field(ge=1, le=255)
     piid: int = Field(ge=1, le=255)
+    disarm: int | None = Field(
+        None, description="The value meaning 'no countdown' (yeelink.switch.sw1: -1)."
+    )
 
 
 class MiioChannelConfig(_Model):
@@ -57,9 +62,7 @@ class MiioChannelConfig(_Model):
 
     siid: int = Field(ge=1, le=255)
     piid: int = Field(1, ge=1, le=255)
-    off_delay: MiotPropertyConfig | None = Field(
-        None, description="A countdown property (seconds) that switches the channel off."
-    )
+    off_delay: OffDelayConfig | None = None
 
 
 class MiioRelayConfig(_Model):
@@ -282,6 +285,7 @@ _FIELD_NAMES = {
         SimulatedRelayConfig,
         MiioRelayConfig,
         MiioChannelConfig,
+        OffDelayConfig,
     )
     for name in _fields_of(model)
 }

@@ -497,6 +497,8 @@ class Controller:
                     )
                     return latency
             delay = next(delays)
+            if burner.fault != f"{what} failed: {failure}":
+                log.warning("%s: %s failed, retrying: %s", spec.key, what, failure)
             burner.fault = f"{what} failed: {failure}"
             self._emit(
                 "fault",
@@ -533,6 +535,7 @@ class Controller:
                 cut_now = spec.wiring.is_cut(await spec.relay.read(spec.channel))
             except RelayError as exc:
                 if burner.link_fault is None:
+                    log.warning("%s: relay not answering: %s", spec.key, exc)
                     burner.link_fault = f"relay not answering: {exc}"
                     self._emit("fault", burner, detail={"error": str(exc), "while": "polling"})
                 return

@@ -43,7 +43,11 @@ def build_miio(relay_id: str, cfg: MiioRelayConfig) -> MiioRelay:
             if mapped.off_delay is not None
             else None
         )
-        channels[channel] = MiioChannelMap(MiotProperty(mapped.siid, mapped.piid), off_delay)
+        channels[channel] = MiioChannelMap(
+            MiotProperty(mapped.siid, mapped.piid),
+            off_delay,
+            mapped.off_delay.disarm if mapped.off_delay is not None else None,
+        )
     protocol = MiioProtocol(
         str(cfg.host), bytes.fromhex(cfg.token.get_secret_value()), timeout_s=cfg.timeout_s
     )

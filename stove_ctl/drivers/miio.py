@@ -210,6 +210,10 @@ class MiotProperty:
 class MiioChannelMap:
     on: MiotProperty
     off_delay: MiotProperty | None = None
+    # The off-delay value that means "no countdown" on this model (yeelink.switch.sw1:
+    # -1), written with every plain set so a held state is not ended by a countdown
+    # a pulse left running. None: the model's value is unknown; nothing is written.
+    off_delay_disarm: int | None = None
 
 
 class MiioRelay:
@@ -251,9 +255,8 @@ class MiioRelay:
             return
         mapping = self._map(channel)
         items = [self._item(channel, mapping.on, value=on)]
-        if mapping.off_delay is not None:
-            # Disarm a countdown left by a pulse, so a held state stays held.
-            items.insert(0, self._item(channel, mapping.off_delay, value=0))
+        if mapping.off_delay is not None and mapping.off_delay_disarm is not None:
+            items.insert(0, self._item(channel, mapping.off_delay, value=mapping.off_delay_disarm))
         await self._set_items(items)
 
     async def pulse(self, channel: int, on: bool, hold_s: float) -> None:
