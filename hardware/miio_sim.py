@@ -210,11 +210,15 @@ class MiioRelaySim:
             return
         self.requests.append(request)
         self.request_times.append((self._clock(), str(request.get("method"))))
+        if self.garbage_next > 0:
+            self.garbage_next -= 1
+            self._send(self._packet(b"{'not': json,,"), addr)
+            return
         reply: dict[str, Any] = {"id": request["id"]}
-        if self.wrong_id_next > 0:
+        if self.wrong_id_next > 0:  # one fault per request: garbage, wrong id, error
             self.wrong_id_next -= 1
             reply["id"] = (int(request["id"]) + 1000) % 10000
-        if self.error_next > 0:
+        elif self.error_next > 0:
             self.error_next -= 1
             reply["error"] = {"code": self.error_code, "message": "simulated error"}
         else:
@@ -222,10 +226,6 @@ class MiioRelaySim:
                 reply["result"] = self._call(str(request.get("method")), request.get("params"))
             except _RpcError as exc:
                 reply["error"] = {"code": exc.code, "message": exc.message}
-        if self.garbage_next > 0:
-            self.garbage_next -= 1
-            self._send(self._packet(b"{'not': json,,"), addr)
-            return
         self._send(self._packet(json.dumps(reply).encode() + b"\x00"), addr)
 
     def _packet(self, plaintext: bytes) -> bytes:

@@ -59,6 +59,15 @@ class Daemon:
         wait_for(lambda: self.request({"action": "status"}).get("ok"), timeout_s, self.log)
         return self
 
+    def wait_reconciled(self, timeout_s: float = 10.0) -> None:
+        """Wait until start-up has read every relay (the circuit of each burner is known)."""
+
+        def known() -> bool:
+            burners = self.request({"action": "status"}).get("burners", [])
+            return bool(burners) and all(b["circuit"] != "unknown" for b in burners)
+
+        wait_for(known, timeout_s, self.log)
+
     def request(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:
             return control.request(self.socket, payload, timeout_s=30)
@@ -122,3 +131,55 @@ def cli_no_config(
         timeout=60,
         env={**os.environ, **(env or {})},
     )
+
+
+def miio_config(
+    tmp_path: Path,
+    host: str,
+    token: str,
+    pulse_s: float = 2.0,
+    name: str = "config.yaml",
+    **relay: Any,
+) -> Path:
+    """Two burners on a simulated yeelink.switch.sw1 (MIoT, off-delay at piid 3)."""
+    channel_map = {
+        n: {"siid": n + 1, "piid": 1, "off_delay": {"siid": n + 1, "piid": 3, "disarm": -1}}
+        for n in (1, 2)
+    }
+    data = {
+        "state_dir": str(tmp_path / "state"),
+        "socket": str(tmp_path / "ctl.sock"),
+        "relays": {
+            "stove-relay": {
+                "driver": "miio",
+                "host": host,
+                "token": token,
+                "model": "yeelink.switch.sw1",
+                "channels": 2,
+                "mapping": channel_map,
+                "timeout_s": 1.0,
+                "poll_s": 0.3,
+                **relay,
+            }
+        },
+        "stoves": [
+            {
+                "id": "kitchen",
+                "burners": [
+                    {
+                        "id": "left",
+                        "relay": {"device": "stove-relay", "channel": 1},
+                        "pulse_s": pulse_s,
+                    },
+                    {
+                        "id": "right",
+                        "relay": {"device": "stove-relay", "channel": 2},
+                        "pulse_s": pulse_s,
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -1,0 +1,199 @@
+"""The real daemon against a simulated Mi Home relay on UDP loopback (real time)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from miio import MiotDevice
+
+from tests.daemon import Daemon, miio_config, wait_for
+from tests.miio_kitchen import TOKEN, MiioKitchen, miio_kitchen, next_host
+
+pytestmark = pytest.mark.hil
+
+
+@pytest.fixture
+def kitchen():
+    k = miio_kitchen()
+    yield k
+    k.sim.stop()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+
+    def start(config: Path) -> Daemon:
+        daemon = Daemon(config).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=10)
+
+
+def test_off_closes_the_valve_and_the_circuit_is_restored(
+    tmp_path, kitchen: MiioKitchen, daemons
+) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN))
+    assert kitchen.burner("left").flame
+    off = daemon.cli("off", "left")
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert "restored at" in off.stdout
+    assert not kitchen.burner("left").valve_open and not kitchen.burner("left").flame
+    assert kitchen.burner("right").flame
+    assert kitchen.board.get(1) is False  # restored
+    # The cut used the relay's own countdown (invariant 2): off-delay then on, in one request.
+    sets = [r["params"] for r in kitchen.sim.requests if r["method"] == "set_properties"]
+    assert [{k: v for k, v in item.items() if k != "did"} for item in sets[0]] == [
+        {"siid": 2, "piid": 3, "value": 2},
+        {"siid": 2, "piid": 1, "value": True},
+    ]
+    time.sleep(0.5)
+    assert not kitchen.burner("left").valve_open  # restoring did not reopen it
+
+
+def test_device_pulse_restores_even_if_the_daemon_dies_mid_pulse(
+    tmp_path, kitchen, daemons
+) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0))
+    assert daemon.cli("off", "left", "--no-wait").returncode == 0
+    daemon.kill()
+    assert kitchen.board.get(1) is True
+    wait_for(lambda: kitchen.board.get(1) is False, 3)  # the device restored by itself
+    assert not kitchen.burner("left").flame
+
+
+def test_external_xiaoai_cut_is_recorded_as_mihome_and_restored(tmp_path, kitchen, daemons) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.5))
+    # What XiaoAi / the Mi Home app does: switch the relay on (= cut, nc_series), no countdown.
+    MiotDevice(kitchen.host, TOKEN, timeout=2, mapping={}).set_property_by(3, 1, True)
+    wait_for(lambda: not kitchen.burner("right").flame, 2)
+    wait_for(lambda: kitchen.board.get(2) is False, 6, daemon.log)
+    status = daemon.status("right")
+    assert status["last_shutoff"]["source"] == "mihome"
+    assert status["last_shutoff"]["outcome"] == "restored"
+    kinds = [(e["kind"], e["source"]) for e in daemon.events() if e["burner"] == "kitchen/right"]
+    assert ("cut_confirmed", "mihome") in kinds and ("restore_confirmed", "mihome") in kinds
+
+
+def test_external_restore_of_a_locked_burner_is_reasserted(tmp_path, kitchen, daemons) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN))
+    assert daemon.cli("lock", "left").returncode == 0
+    MiotDevice(kitchen.host, TOKEN, timeout=2, mapping={}).set_property_by(2, 1, False)
+    wait_for(lambda: kitchen.board.get(1) is True, 3, daemon.log)
+    reasserted = [e for e in daemon.events() if e["kind"] == "lock_reasserted"]
+    assert reasserted and reasserted[-1]["source"] == "mihome"
+
+
+def test_power_cycle_while_locked_reasserts_the_lock(tmp_path, kitchen, daemons) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN))
+    assert daemon.cli("lock", "left").returncode == 0
+    kitchen.sim.power_cycle()
+    assert kitchen.board.get(1) is False
+    wait_for(lambda: kitchen.board.get(1) is True, 3, daemon.log)
+    assert daemon.status("left")["mode"] == "locked"
+    # Someone tries to cook meanwhile: the burner cannot stay lit.
+    kitchen.burner("left").press_and_turn()
+    time.sleep(0.2)
+    kitchen.burner("left").release()
+    time.sleep(0.2)
+    assert not kitchen.burner("left").flame
+
+
+def test_thirty_percent_packet_loss_still_completes_every_shutoff(tmp_path, daemons) -> None:
+    k = miio_kitchen(seed=7)
+    k.sim.drop_rate = 0.3
+    try:
+        daemon = daemons(miio_config(tmp_path, k.host, TOKEN, pulse_s=1.0, poll_s=0))
+        for _ in range(6):
+            k.burner("left").light_and_hold()
+            assert k.burner("left").flame
+            off = daemon.cli("off", "left", "--timeout", "60")
+            assert off.returncode == 0, off.stdout + off.stderr
+            assert not k.burner("left").flame and not k.burner("left").valve_open
+            wait_for(lambda: k.board.get(1) is False, 10)
+        confirmed = [e for e in daemon.events() if e["kind"] == "cut_confirmed"]
+        assert len(confirmed) == 6
+        assert any(e["kind"] == "fault" for e in daemon.events())  # the loss was real
+    finally:
+        k.sim.stop()
+
+
+def test_offline_at_shutoff_faults_retries_and_cuts_when_back(tmp_path, kitchen, daemons) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0))
+    kitchen.sim.offline = True
+    off = daemon.cli("off", "left", "--timeout", "2")
+    assert off.returncode == 1
+    assert "cut NOT yet confirmed" in off.stdout and "still trying" in off.stdout
+    assert daemon.status("left")["mode"] == "fault"
+    assert kitchen.burner("left").flame
+    time.sleep(4)
+    faults = [e for e in daemon.events() if e["kind"] == "fault" and e["burner"] == "kitchen/left"]
+    retries = [e["detail"]["retry_in_s"] for e in faults if "retry_in_s" in e["detail"]]
+    assert len(retries) >= 2 and retries[1] > retries[0]
+    kitchen.sim.offline = False
+    wait_for(lambda: not kitchen.burner("left").flame, 15, daemon.log)
+    wait_for(lambda: kitchen.board.get(1) is False, 5)
+    wait_for(lambda: daemon.status("left")["mode"] == "ready", 5)
+    assert "recovered" in [e["kind"] for e in daemon.events()]
+
+
+def test_bad_device_replies_never_crash_the_daemon(tmp_path, kitchen, daemons) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0, poll_s=0))
+    daemon.wait_reconciled()
+    kitchen.sim.garbage_next = 2
+    kitchen.sim.wrong_id_next = 2
+    kitchen.sim.error_next = 2
+    kitchen.sim.error_code = -9999
+    off = daemon.cli("off", "left", "--timeout", "30")
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert not kitchen.burner("left").flame
+    assert daemon.proc.poll() is None
+    types = {e["detail"].get("type") for e in daemon.events() if e["kind"] == "fault"}
+    assert {"RelayBadReply", "RelayRejected"} <= types
+
+
+def test_wrong_token_is_explained_by_doctor_and_in_the_log(tmp_path, kitchen, daemons) -> None:
+    config = miio_config(tmp_path, kitchen.host, "ff" * 16)
+    daemon = Daemon(config)
+    doctor = daemon.cli("doctor")
+    assert doctor.returncode == 1
+    assert "relay stove-relay: PROBLEM" in doctor.stdout
+    assert "wrong token" in doctor.stdout and "ff" * 16 not in doctor.stdout
+    daemon = daemons(config)
+    off = daemon.cli("off", "left", "--timeout", "4")
+    assert off.returncode == 1
+    assert kitchen.burner("left").flame  # nothing could be done: said, not hidden
+    assert "token is most likely wrong" in daemon.log()
+    assert "ff" * 16 not in daemon.log()
+
+
+def test_doctor_explains_each_problem(tmp_path, kitchen) -> None:
+    good = Daemon(miio_config(tmp_path, kitchen.host, TOKEN)).cli("doctor")
+    assert good.returncode == 0, good.stdout
+    assert "reached yeelink.switch.sw1" in good.stdout
+    assert "channel 2 (siid 3 piid 1): reads off" in good.stdout
+
+    mismatch = Daemon(
+        miio_config(tmp_path, kitchen.host, TOKEN, name="m.yaml", model="lumi.switch.x")
+    )
+    result = mismatch.cli("doctor")
+    assert (
+        result.returncode == 1 and "model mismatch: the config says lumi.switch.x" in result.stdout
+    )
+
+    mapping = {1: {"siid": 2}, 2: {"siid": 9, "piid": 1}}
+    wrong_map = Daemon(miio_config(tmp_path, kitchen.host, TOKEN, name="w.yaml", mapping=mapping))
+    result = wrong_map.cli("doctor")
+    assert result.returncode == 1
+    assert "channel 2 (siid 9 piid 1): the device refused it (code -4003)" in result.stdout
+
+    nobody = Daemon(miio_config(tmp_path, next_host(), TOKEN, name="n.yaml", timeout_s=0.5))
+    result = nobody.cli("doctor")
+    assert result.returncode == 1 and "unreachable" in result.stdout
