@@ -173,3 +173,67 @@ def test_run_with_a_bad_config_exits_2_without_starting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "stoves[0].burners[0].wiring" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+MIIO = {
+    "relays": {"m": {"driver": "miio", "host": "127.0.0.5", "token": "00" * 16}},
+    "stoves": [{"id": "k", "burners": [{"id": "left", "relay": {"device": "m"}}]}],
+}
+
+
+def with_miio(**changes: object) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(MIIO))
+    data["relays"]["m"].update(changes)
+    return {k: v for k, v in data.items()}
+
+
+def test_miio_relay_config_and_secret_sources(tmp_path: Path, monkeypatch) -> None:
+    config = load_config(write(tmp_path, MIIO))
+    relay = config.relays["m"]
+    assert relay.channel_map(1).siid == 2 and relay.poll_s == 1.0
+    assert "00000000" not in repr(config)  # the token is a secret
+    (tmp_path / "tok").write_text("ab" * 16 + "\n")
+    data = with_miio(token=None, token_file="tok")
+    del data["relays"]["m"]["token"]
+    assert load_config(write(tmp_path, data)).relays["m"].token.get_secret_value() == "ab" * 16
+    monkeypatch.setenv("RELAY_TOKEN", "cd" * 16)
+    data = with_miio(token_env="RELAY_TOKEN")
+    del data["relays"]["m"]["token"]
+    assert load_config(write(tmp_path, data)).relays["m"].token.get_secret_value() == "cd" * 16
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"token": "xyz"}, "relays.m: a miIO token is 32 hexadecimal characters"),
+        ({"token_env": "X"}, "relays.m: give exactly one of token, token_file, token_env"),
+        ({"host": "kitchen.local"}, "relays.m.host: input is not a valid IPv4 address"),
+        ({"protocol": "legacy", "channels": 2}, "legacy (set_power) relays have one channel"),
+        ({"mapping": {3: {"siid": 4}}}, "mapping names channel 3; the relay has 1"),
+        (
+            {"mapping": {1: {"siid": 0}}},
+            "relays.m.mapping[1].siid: input should be greater than or equal to 1 (got 0)",
+        ),
+        ({"timeout_s": 60}, "relays.m.timeout_s: input should be less than or equal to 10"),
+        ({"poll_s": -1}, "relays.m.poll_s: input should be greater than or equal to 0"),
+    ],
+)
+def test_bad_miio_relay_config(tmp_path: Path, change: dict, expected: str) -> None:
+    found = problems(tmp_path, with_miio(**change))
+    assert any(expected in p for p in found), found
+    assert not any("00000000000000000000000000000000" in p for p in found)
+
+
+def test_secret_from_a_missing_file_or_env(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    for change, expected in (
+        ({"token_file": "missing.tok"}, "relays.m.token_file: cannot read"),
+        (
+            {"token_env": "NOPE_TOKEN"},
+            "relays.m.token_env: environment variable NOPE_TOKEN is not set",
+        ),
+    ):
+        data = with_miio(**change)
+        del data["relays"]["m"]["token"]
+        found = problems(tmp_path, data)
+        assert any(expected in p for p in found), found

@@ -260,3 +260,32 @@ def test_sim_off_delay_prop_validation(kitchen: MiioKitchen) -> None:
     assert Prop(2, 3) in kitchen.sim.off_delay_props.values()
     with pytest.raises(DeviceError):
         miot.send("get_prop", ["power"])  # a MIoT device refuses legacy calls
+
+
+def test_driver_retries_a_reply_that_comes_too_late(kitchen: MiioKitchen) -> None:
+    async def body() -> None:
+        relay = relay_for(kitchen, timeout_s=0.6)
+        try:
+            assert await relay.read(2) is False  # handshake done
+            kitchen.sim.delay_next = 1
+            kitchen.sim.delay_s = 0.5  # longer than one try (0.6 s / 3)
+            assert await relay.read(2) is False
+        finally:
+            await relay.close()
+
+    run(body())
+    ids = [r["id"] for r in kitchen.sim.requests]
+    assert len(ids) == 3 and len(set(ids)) == 3  # the late one was retried with a new id
+
+
+def test_subnet_check_explains_other_subnets() -> None:
+    from ipaddress import IPv4Address, IPv4Network
+
+    from stove_ctl.doctor import subnet_problem
+
+    nets = [IPv4Network("127.0.0.0/8"), IPv4Network("192.168.1.0/24")]
+    assert subnet_problem(IPv4Address("192.168.1.50"), nets) is None
+    assert subnet_problem(IPv4Address("127.0.0.9"), nets) is None
+    problem = subnet_problem(IPv4Address("192.168.2.50"), nets)
+    assert problem is not None
+    assert "192.168.2.50 is not on any subnet of this machine (192.168.1.0/24)" in problem

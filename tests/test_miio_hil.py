@@ -197,3 +197,16 @@ def test_doctor_explains_each_problem(tmp_path, kitchen) -> None:
     nobody = Daemon(miio_config(tmp_path, next_host(), TOKEN, name="n.yaml", timeout_s=0.5))
     result = nobody.cli("doctor")
     assert result.returncode == 1 and "unreachable" in result.stdout
+
+
+def test_stuck_relay_is_a_mismatch_fault_until_it_moves(tmp_path, kitchen, daemons) -> None:
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0))
+    daemon.wait_reconciled()
+    kitchen.board.stuck.add(1)
+    off = daemon.cli("off", "left", "--timeout", "2")
+    assert off.returncode == 1 and "reads off after being set on" in off.stdout
+    assert kitchen.burner("left").flame  # reported, not pretended
+    kitchen.board.stuck.clear()
+    wait_for(lambda: not kitchen.burner("left").flame, 15, daemon.log)
+    types = {e["detail"].get("type") for e in daemon.events() if e["kind"] == "fault"}
+    assert "RelayMismatch" in types

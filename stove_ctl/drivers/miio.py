@@ -250,7 +250,7 @@ class MiioRelay:
     async def set(self, channel: int, on: bool) -> None:
         if self.legacy:
             result = await self._send("set_power", ["on" if on else "off"])
-            if result != ["ok"]:
+            if result not in (["ok"], 0, [0]):  # firmwares ack in each of these forms
                 raise RelayBadReply(f"relay {self.name!r}: set_power answered {result!r}")
             return
         mapping = self._map(channel)
