@@ -127,6 +127,41 @@ class StoveConfig(_Model):
     burners: list[BurnerConfig] = Field(min_length=1)
 
 
+class TlsConfig(_Model):
+    ca_file: Path | None = Field(None, description="CA that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate, if the broker asks.")
+    key_file: Path | None = None
+
+
+class MqttConfig(_Model):
+    """The broker: remote commands, state, events, Home Assistant, and MQTT relays."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field("stove-ctl", min_length=1, max_length=64)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    base_topic: str = Field("stove_ctl", pattern=r"^[^#+\s]+$")
+    discovery: bool = True
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+\s]+$")
+    command_timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        given = [f for f in ("password", "password_file", "password_env") if getattr(self, f)]
+        if len(given) > 1:
+            raise ValueError("give at most one of password, password_file, password_env")
+        if given and self.username is None:
+            raise ValueError("a password needs a username")
+        if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
+            raise ValueError("tls: cert_file and key_file go together")
+        return self
+
+
 class TrustConfig(_Model):
     """Who may restore gas availability (DESIGN invariant 7)."""
 
@@ -141,6 +176,7 @@ class Config(_Model):
     relays: dict[Slug, RelayConfig]
     stoves: list[StoveConfig] = Field(min_length=1)
     trust: TrustConfig = Field(default_factory=TrustConfig)
+    mqtt: MqttConfig | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
@@ -206,9 +242,36 @@ class Config(_Model):
                     continue
                 relay = relay.model_copy(update={"token": SecretStr(token)})
             relays[relay_id] = relay
+        mqtt = self.mqtt
+        if mqtt is not None:
+            updates: dict[str, Any] = {}
+            if mqtt.password is None and (mqtt.password_file or mqtt.password_env):
+                try:
+                    updates["password"] = SecretStr(
+                        _read_secret(mqtt.password_file, mqtt.password_env, base)
+                    )
+                except ValueError as exc:
+                    field = "password_file" if mqtt.password_file else "password_env"
+                    problems.append(f"{source}: mqtt.{field}: {exc}")
+            if mqtt.tls is not None:
+                files = {
+                    name: path if path is None or path.is_absolute() else base / path
+                    for name, path in (
+                        ("ca_file", mqtt.tls.ca_file),
+                        ("cert_file", mqtt.tls.cert_file),
+                        ("key_file", mqtt.tls.key_file),
+                    )
+                }
+                for name, path in files.items():
+                    if path is not None and not path.is_file():
+                        problems.append(f"{source}: mqtt.tls.{name}: no such file {path}")
+                updates["tls"] = mqtt.tls.model_copy(update=files)
+            mqtt = mqtt.model_copy(update=updates)
         if problems:
             raise ConfigError(problems)
-        return self.model_copy(update={"state_dir": state_dir, "socket": socket, "relays": relays})
+        return self.model_copy(
+            update={"state_dir": state_dir, "socket": socket, "relays": relays, "mqtt": mqtt}
+        )
 
     def control_socket(self) -> Path:
         return self.socket if self.socket is not None else default_socket_path()
@@ -286,6 +349,8 @@ _FIELD_NAMES = {
         MiioRelayConfig,
         MiioChannelConfig,
         OffDelayConfig,
+        MqttConfig,
+        TlsConfig,
     )
     for name in _fields_of(model)
 }

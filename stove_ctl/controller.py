@@ -256,6 +256,10 @@ class Controller:
             )
         if cmd.retained:
             raise CommandError("stale", f"{cmd.action} from a retained message is ignored")
+        if cmd.ts is None and cmd.source != "cli":
+            raise CommandError(
+                "stale", f"{cmd.action} from {cmd.source} must carry ts (when it was sent)"
+            )
         if cmd.ts is not None:
             age = self.clock.time() - cmd.ts
             if abs(age) > self.trust.max_command_age_s:

@@ -16,6 +16,7 @@ from stove_ctl.config import Config
 from stove_ctl.control import ControlServer
 from stove_ctl.errors import StoveCtlError
 from stove_ctl.factory import build
+from stove_ctl.mqtt_api import MqttApi
 
 log = logging.getLogger("stove_ctl")
 
@@ -50,9 +51,16 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
     with exclusive_state_dir(config.state_dir):
         runtime = build(config, clock)
         server = ControlServer(runtime.controller, runtime.events, config.control_socket())
+        api = (
+            MqttApi(runtime.controller, runtime.events, config.mqtt, config.stoves, clock)
+            if config.mqtt is not None
+            else None
+        )
         try:
             await runtime.controller.start()
             await server.start()
+            if api is not None:
+                await api.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,5 +78,7 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
         finally:
             await server.stop()
             await runtime.controller.stop()
+            if api is not None:
+                await api.stop()  # after the controller: its last events and state go out
             await runtime.close()
         log.info("stopped")

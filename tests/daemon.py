@@ -18,9 +18,11 @@ from stove_ctl import control
 from stove_ctl.errors import DaemonNotRunning
 
 
-def kitchen_config(tmp_path: Path, pulse_s: float = 2.0, **relay: Any) -> Path:
+def kitchen_config(
+    tmp_path: Path, pulse_s: float = 2.0, mqtt: dict[str, Any] | None = None, **relay: Any
+) -> Path:
     """A two-burner simulated kitchen, both burners lit, state under tmp_path."""
-    data = {
+    data: dict[str, Any] = {
         "state_dir": str(tmp_path / "state"),
         "socket": str(tmp_path / "ctl.sock"),
         "relays": {"board": {"driver": "simulated", "channels": 2, "start_lit": True, **relay}},
@@ -34,6 +36,8 @@ def kitchen_config(tmp_path: Path, pulse_s: float = 2.0, **relay: Any) -> Path:
             }
         ],
     }
+    if mqtt is not None:
+        data["mqtt"] = mqtt
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -1,0 +1,310 @@
+"""The MQTT interface of the real daemon, against a real Mosquitto (real time)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.broker import Mosquitto
+from tests.daemon import Daemon, kitchen_config, wait_for
+from tests.mqtt_watch import Watcher
+
+pytestmark = pytest.mark.hil
+
+BASE = "stove_ctl/kitchen"
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    b = Mosquitto(tmp_path).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+
+    def start(config: Path) -> Daemon:
+        daemon = Daemon(config).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def watcher(broker: Mosquitto):
+    w = Watcher(broker.port)
+    yield w
+    w.close()
+
+
+def mqtt_section(broker: Mosquitto, **extra: object) -> dict:
+    return {"host": "127.0.0.1", "port": broker.port, **extra}
+
+
+def retained(broker: Mosquitto, topic: str) -> bytes:
+    """The retained message on a topic, as a newcomer receives it."""
+    late = Watcher(broker.port, [topic])
+    try:
+        message = late.wait(topic, timeout_s=5)
+        assert message.retain
+        return bytes(message.payload)
+    finally:
+        late.close()
+
+
+def online(watcher: Watcher) -> None:
+    watcher.wait(f"{BASE}/availability", lambda m: m.payload == b"online")
+
+
+def test_shutoff_by_mqtt_command_with_result_state_and_events(
+    tmp_path, broker, watcher, daemons
+) -> None:
+    daemon = daemons(kitchen_config(tmp_path, pulse_s=1.0, mqtt=mqtt_section(broker)))
+    online(watcher)
+    watcher.publish(f"{BASE}/cmd", {"id": "c-1", "action": "shutoff", "burner": "left"})
+    result = watcher.wait_json(f"{BASE}/result", lambda r: r["id"] == "c-1")
+    assert result["ok"] is True and result["burners"][0]["burner"] == "kitchen/left"
+    assert result["burners"][0]["cut_at"] is not None
+    assert daemon.relay_outputs()["1"] is True  # cut
+    state = watcher.wait_json(
+        f"{BASE}/state",
+        lambda s: s["burners"]["left"]["last_shutoff"]["outcome"] == "restored",
+    )
+    assert state["burners"]["left"]["flame"] == "out"
+    assert state["burners"]["right"]["flame"] == "lit"
+    assert daemon.relay_outputs()["1"] is False  # restored
+    kinds = [e["kind"] for e in watcher.json(f"{BASE}/events")]
+    assert {"cut_commanded", "cut_confirmed", "restore_confirmed"} <= set(kinds)
+    assert all(m.retain is False for m in watcher.on(f"{BASE}/events"))
+    # The state is retained: a newcomer gets it at once.
+    late = Watcher(broker.port, [f"{BASE}/state"])
+    try:
+        retained = late.wait(f"{BASE}/state")
+        assert retained.retain and json.loads(retained.payload)["burners"]["left"]["flame"] == "out"
+    finally:
+        late.close()
+    assert daemon.status("left")["last_shutoff"]["source"] == "mqtt"
+
+
+def test_v5_request_reply_honours_response_topic_and_correlation(
+    tmp_path, broker, watcher, daemons
+) -> None:
+    daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker)))
+    online(watcher)
+    watcher.publish(
+        f"{BASE}/cmd",
+        {"id": "q-7", "action": "status"},
+        ResponseTopic="app/replies/42",
+        CorrelationData=b"corr-xyz",
+    )
+    reply = watcher.wait("app/replies/42")
+    assert json.loads(reply.payload)["id"] == "q-7"
+    assert reply.properties.CorrelationData == b"corr-xyz"
+    assert not watcher.on(f"{BASE}/result")
+
+
+def test_v311_client_gets_results_on_the_result_topic(tmp_path, broker, daemons) -> None:
+    daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker, protocol="3.1.1")))
+    old = Watcher(broker.port, v5=False)
+    try:
+        online(old)
+        old.publish(f"{BASE}/cmd", {"id": "v3", "action": "lock", "burner": "right"})
+        result = old.wait_json(f"{BASE}/result", lambda r: r["id"] == "v3")
+        assert result["ok"] and result["burners"][0]["confirmed"]
+    finally:
+        old.close()
+
+
+# Keys Home Assistant documents for each MQTT component (abbreviated forms not used).
+COMMON = {"availability_topic", "device", "origin", "name", "unique_id", "icon", "object_id"}
+HA_KEYS = {
+    "button": COMMON | {"command_topic", "payload_press", "command_template", "device_class"},
+    "switch": COMMON
+    | {
+        "command_topic",
+        "command_template",
+        "state_topic",
+        "value_template",
+        "payload_on",
+        "payload_off",
+        "state_on",
+        "state_off",
+        "device_class",
+    },
+    "binary_sensor": COMMON
+    | {"state_topic", "value_template", "payload_on", "payload_off", "device_class"},
+    "sensor": COMMON
+    | {"state_topic", "value_template", "device_class", "unit_of_measurement", "state_class"},
+}
+REQUIRED = {
+    "button": {"command_topic"},
+    "switch": {"command_topic"},
+    "binary_sensor": {"state_topic"},
+    "sensor": {"state_topic"},
+}
+
+
+def test_home_assistant_discovery_and_resend_on_ha_online(
+    tmp_path, broker, watcher, daemons
+) -> None:
+    daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker)))
+    online(watcher)
+    wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 8, 10)
+    configs = {m.topic: json.loads(m.payload) for m in watcher.on("homeassistant/+/+/+/config")}
+    late = Watcher(broker.port, ["homeassistant/#"])  # retained: a newcomer gets them all
+    try:
+        wait_for(lambda: len(late.on("homeassistant/+/+/+/config")) >= 8, 5)
+        assert all(m.retain for m in late.on("homeassistant/+/+/+/config"))
+    finally:
+        late.close()
+    components = sorted(t.split("/")[1] for t in configs)
+    assert components == ["binary_sensor"] * 2 + ["button"] * 2 + ["sensor"] * 2 + ["switch"] * 2
+    unique_ids = [c["unique_id"] for c in configs.values()]
+    assert len(set(unique_ids)) == len(unique_ids)
+    for topic, config in configs.items():
+        component = topic.split("/")[1]
+        assert set(config) <= HA_KEYS[component], (topic, set(config) - HA_KEYS[component])
+        assert REQUIRED[component] <= set(config)
+        assert config["availability_topic"] == f"{BASE}/availability"
+        assert config["device"]["identifiers"] == ["stove_ctl_kitchen"]
+        assert {"name", "manufacturer", "model", "sw_version"} <= set(config["device"])
+        assert config["origin"]["name"] == "stove-ctl"
+    button = configs["homeassistant/button/stove_ctl_kitchen/left_shutoff/config"]
+    assert button["command_topic"] == f"{BASE}/cmd"
+    assert json.loads(button["payload_press"]) == {"action": "shutoff", "burner": "left"}
+    # Pressing the HA button is a shutoff.
+    watcher.publish(button["command_topic"], button["payload_press"])
+    watcher.wait_json(f"{BASE}/result", lambda r: r["action"] == "shutoff" and r["ok"])
+
+    watcher.clear()
+    watcher.publish("homeassistant/status", "online")
+    wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 8, 10)
+
+
+def test_broker_restart_reconnects_resubscribes_and_republishes(tmp_path, broker, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker)))
+    first = Watcher(broker.port)
+    online(first)
+    first.close()
+    broker.restart(down_s=1.0)  # no persistence: every retained message is gone
+    watcher = Watcher(broker.port)
+    try:
+        online(watcher)  # availability republished
+        watcher.wait(f"{BASE}/state", timeout_s=15)
+        wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 8, 15)
+        watcher.publish(f"{BASE}/cmd", {"id": "after", "action": "lock", "burner": "left"})
+        result = watcher.wait_json(f"{BASE}/result", lambda r: r["id"] == "after")
+        assert result["ok"]
+        assert daemon.status("left")["mode"] == "locked"
+    finally:
+        watcher.close()
+
+
+def test_last_will_on_kill_and_offline_on_clean_shutdown(
+    tmp_path, broker, watcher, daemons
+) -> None:
+    config = kitchen_config(tmp_path, mqtt=mqtt_section(broker))
+    daemon = daemons(config)
+    online(watcher)
+    watcher.clear()
+    daemon.stop()
+    watcher.wait(f"{BASE}/availability", lambda m: m.payload == b"offline")
+    assert retained(broker, f"{BASE}/availability") == b"offline"
+    daemon = daemons(config)
+    online(watcher)
+    watcher.clear()
+    daemon.kill()
+    watcher.wait(f"{BASE}/availability", lambda m: m.payload == b"offline", timeout_s=10)
+    assert retained(broker, f"{BASE}/availability") == b"offline"
+
+
+def test_retained_and_stale_unlocks_are_refused(tmp_path, broker, watcher, daemons) -> None:
+    trusting = kitchen_config(tmp_path, mqtt=mqtt_section(broker))
+    text = trusting.read_text() + "trust:\n  unlock_sources: [cli, mqtt]\n  max_command_age_s: 30\n"
+    trusting.write_text(text)
+    daemon = daemons(trusting)
+    online(watcher)
+    watcher.publish(f"{BASE}/cmd", {"id": "l", "action": "lock", "burner": "left"})
+    watcher.wait_json(f"{BASE}/result", lambda r: r["id"] == "l" and r["ok"])
+    cases = [
+        ({"id": "r1", "action": "unlock", "burner": "left", "ts": time.time()}, True, "stale"),
+        (
+            {"id": "r2", "action": "unlock", "burner": "left", "ts": time.time() - 120},
+            False,
+            "stale",
+        ),
+        ({"id": "r3", "action": "unlock", "burner": "left"}, False, "stale"),
+    ]
+    for payload, retain, code in cases:
+        watcher.publish(f"{BASE}/cmd", payload, retain=retain)
+        reply = watcher.wait_json(f"{BASE}/result", lambda r, i=payload["id"]: r["id"] == i)
+        assert reply["ok"] is False and reply["code"] == code, reply
+        if retain:
+            watcher.publish(f"{BASE}/cmd", b"", retain=True)  # clear the retained message
+    assert daemon.status("left")["mode"] == "locked"
+    assert daemon.relay_outputs()["1"] is True
+    # A fresh, live unlock from an allowed source works: the refusals were about freshness.
+    watcher.publish(
+        f"{BASE}/cmd", {"id": "ok", "action": "unlock", "burner": "left", "ts": time.time()}
+    )
+    assert watcher.wait_json(f"{BASE}/result", lambda r: r["id"] == "ok")["ok"] is True
+    wait_for(lambda: daemon.status("left")["mode"] == "ready", 5)
+
+
+def test_unlock_over_mqtt_is_refused_by_default(tmp_path, broker, watcher, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker)))
+    online(watcher)
+    assert daemon.cli("lock", "left").returncode == 0
+    watcher.publish(
+        f"{BASE}/cmd", {"id": "u", "action": "unlock", "burner": "left", "ts": time.time()}
+    )
+    reply = watcher.wait_json(f"{BASE}/result", lambda r: r["id"] == "u")
+    assert reply["code"] == "not_allowed"
+    assert daemon.cli("unlock", "left").returncode == 0  # the CLI may
+    assert daemon.status("left")["mode"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"{not json", "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        (b'["shutoff"]', "bad_command"),
+        (b'{"action": "explode"}', "unknown_action"),
+        (b'{"action": "shutoff", "burner": "middle"}', "unknown_burner"),
+        (b'{"action": "shutoff", "burner": 5}', "bad_command"),
+        (b'{"action": "shutoff", "extra": 1}', "bad_command"),
+        (b'{"action": "shutoff", "pad": "' + b"x" * 5000 + b'"}', "too_large"),
+    ],
+)
+def test_bad_commands_get_an_error_and_change_nothing(
+    tmp_path, broker, watcher, daemons, payload, code
+) -> None:
+    daemon = daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker)))
+    online(watcher)
+    before = daemon.relay_outputs()
+    watcher.publish(f"{BASE}/cmd", payload)
+    reply = watcher.wait_json(f"{BASE}/result", lambda r: r["ok"] is False)
+    assert reply["code"] == code and reply["error"]
+    time.sleep(0.3)
+    assert daemon.relay_outputs() == before
+    assert not [e for e in daemon.events() if e["kind"].startswith("cut")]
+    assert daemon.proc.poll() is None and daemon.status("left")["mode"] == "ready"
+
+
+def test_daemon_runs_and_cuts_with_no_broker(tmp_path, daemons) -> None:
+    from tests.broker import free_port
+
+    daemon = daemons(kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": free_port()}))
+    assert daemon.cli("off", "left").returncode == 0
+    assert daemon.status("left")["flame"] == "out"
