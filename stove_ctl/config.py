@@ -105,7 +105,54 @@ def _check_token(token: str) -> None:
         raise ValueError("a miIO token is 32 hexadecimal characters")
 
 
-RelayConfig = Annotated[SimulatedRelayConfig | MiioRelayConfig, Field(discriminator="driver")]
+TopicPart = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^#+\s]+$")]
+
+
+class MqttRelayConfig(_Model):
+    """A relay whose firmware speaks MQTT, via a preset (or `generic` templates)."""
+
+    driver: Literal["mqtt"]
+    preset: Literal["tasmota", "zigbee2mqtt", "shelly_gen2", "esphome", "generic"]
+    device: TopicPart = Field(
+        description="Tasmota topic, Zigbee2MQTT friendly name, Shelly/ESPHome topic prefix."
+    )
+    channels: int = Field(1, ge=1, le=16)
+    endpoints: dict[int, str] = Field(
+        default_factory=dict, description="Zigbee2MQTT: per channel state suffix, e.g. _l1."
+    )
+    names: dict[int, str] = Field(
+        default_factory=dict, description="ESPHome: per channel switch object id."
+    )
+    device_pulse: bool = Field(True, description="Use the firmware's own auto-off.")
+    timeout_s: float = Field(2.0, ge=0.2, le=30)
+    poll_s: float = Field(1.0, ge=0, le=60)
+    # generic only
+    command_topic: str | None = None
+    state_topic: str | None = None
+    payload_on: str = "ON"
+    payload_off: str = "OFF"
+    state_on: str = "ON"
+    state_off: str = "OFF"
+    state_json_path: str | None = None
+    availability_topic: str | None = None
+    payload_available: str = "online"
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttRelayConfig:
+        if self.preset == "generic" and (not self.command_topic or not self.state_topic):
+            raise ValueError("the generic preset needs command_topic and state_topic")
+        for label, mapping in (("endpoints", self.endpoints), ("names", self.names)):
+            for channel in mapping:
+                if not 1 <= channel <= self.channels:
+                    raise ValueError(
+                        f"{label} names channel {channel}; the relay has {self.channels}"
+                    )
+        return self
+
+
+RelayConfig = Annotated[
+    SimulatedRelayConfig | MiioRelayConfig | MqttRelayConfig, Field(discriminator="driver")
+]
 
 
 class RelayRef(_Model):
@@ -217,6 +264,10 @@ class Config(_Model):
                         f"{used_channels[key]}"
                     )
                 used_channels[key] = f"{stove.id}/{burner.id}"
+        if self.mqtt is None:
+            for relay_id, relay in self.relays.items():
+                if isinstance(relay, MqttRelayConfig):
+                    problems.append(f"relays.{relay_id}: an mqtt relay needs the mqtt: section")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -307,7 +358,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("simulated", "miio"):
+        elif part in ("simulated", "miio", "mqtt"):
             continue  # the discriminator's tag is noise in a field path
         else:
             out += f".{part}" if out else str(part)
@@ -351,6 +402,7 @@ _FIELD_NAMES = {
         OffDelayConfig,
         MqttConfig,
         TlsConfig,
+        MqttRelayConfig,
     )
     for name in _fields_of(model)
 }

@@ -57,6 +57,7 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
             else None
         )
         try:
+            await runtime.start()
             await runtime.controller.start()
             await server.start()
             if api is not None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
 import hardware
+from stove_ctl.broker import BrokerLink
 from stove_ctl.clock import Clock
-from stove_ctl.config import Config, MiioRelayConfig, SimulatedRelayConfig
+from stove_ctl.config import Config, MiioRelayConfig, MqttRelayConfig, SimulatedRelayConfig
 from stove_ctl.controller import BurnerSpec, Controller
 from stove_ctl.drivers.miio import MiioChannelMap, MiioProtocol, MiioRelay, MiotProperty
+from stove_ctl.drivers.mqtt import MqttRelay
+from stove_ctl.drivers.mqtt_presets import PRESETS, Availability, Preset, StateSource
 from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
 from stove_ctl.events import EventLog
+from stove_ctl.mqtt_api import link_settings
 from stove_ctl.relay import FlameInput, Relay
 from stove_ctl.state import StateStore
 
@@ -26,8 +31,17 @@ class Runtime:
     # The simulated kitchen, where the config uses the simulated driver.
     sim_boards: dict[str, hardware.SimRelay] = field(default_factory=dict)
     sim_stoves: dict[str, hardware.Stove] = field(default_factory=dict)
+    relay_link: BrokerLink | None = None
+
+    async def start(self, connect_wait_s: float = 5.0) -> None:
+        """Connect the MQTT relays' broker link (in the background if it is away)."""
+        if self.relay_link is not None:
+            self.relay_link.start(asyncio.get_running_loop())
+            await self.relay_link.wait_connected(connect_wait_s)
 
     async def close(self) -> None:
+        if self.relay_link is not None:
+            await asyncio.to_thread(self.relay_link.stop)
         for relay in self.relays.values():
             await relay.close()
         self.events.close()
@@ -60,6 +74,47 @@ def build_miio(relay_id: str, cfg: MiioRelayConfig) -> MiioRelay:
     )
 
 
+def generic_preset(cfg: MqttRelayConfig) -> Preset:
+    assert cfg.command_topic is not None and cfg.state_topic is not None
+    availability = (
+        Availability(cfg.availability_topic, (cfg.payload_available,))
+        if cfg.availability_topic
+        else None
+    )
+    return Preset(
+        name="generic",
+        set_topic=cfg.command_topic,
+        payload_on=cfg.payload_on,
+        payload_off=cfg.payload_off,
+        states=(StateSource(cfg.state_topic, cfg.state_json_path, cfg.state_on, cfg.state_off),),
+        availability=availability,
+    )
+
+
+def build_mqtt_relay(relay_id: str, cfg: MqttRelayConfig, link: BrokerLink) -> MqttRelay:
+    preset = generic_preset(cfg) if cfg.preset == "generic" else PRESETS[cfg.preset]
+    variables: dict[int, dict[str, str]] = {}
+    for channel in range(1, cfg.channels + 1):
+        variables[channel] = {}
+        if channel in cfg.endpoints:
+            variables[channel]["ep"] = cfg.endpoints[channel]
+        if channel in cfg.names:
+            variables[channel]["name"] = cfg.names[channel]
+    relay = MqttRelay(
+        relay_id,
+        link,
+        preset,
+        cfg.device,
+        channels=cfg.channels,
+        variables=variables,
+        timeout_s=cfg.timeout_s,
+        device_pulse=cfg.device_pulse,
+        poll_s=cfg.poll_s or None,
+    )
+    relay.attach()
+    return relay
+
+
 def build(config: Config, clock: Clock) -> Runtime:
     state_dir = config.state_dir
     try:
@@ -72,6 +127,7 @@ def build(config: Config, clock: Clock) -> Runtime:
 
     relays: dict[str, Relay] = {}
     boards: dict[str, hardware.SimRelay] = {}
+    relay_link: BrokerLink | None = None
     for relay_id, relay_cfg in config.relays.items():
         if isinstance(relay_cfg, SimulatedRelayConfig):
             board = hardware.SimRelay(
@@ -83,6 +139,12 @@ def build(config: Config, clock: Clock) -> Runtime:
             relays[relay_id] = SimulatedRelay(relay_id, board)
         elif isinstance(relay_cfg, MiioRelayConfig):
             relays[relay_id] = build_miio(relay_id, relay_cfg)
+        elif isinstance(relay_cfg, MqttRelayConfig):
+            assert config.mqtt is not None  # checked by the config
+            if relay_link is None:
+                client_id = f"{config.mqtt.client_id}-relays"
+                relay_link = BrokerLink(link_settings(config.mqtt, client_id, None))
+            relays[relay_id] = build_mqtt_relay(relay_id, relay_cfg, relay_link)
 
     stoves: dict[str, hardware.Stove] = {}
     specs: list[BurnerSpec] = []
@@ -115,4 +177,4 @@ def build(config: Config, clock: Clock) -> Runtime:
                 )
             )
     controller = Controller(specs, events, store, clock, config.trust)
-    return Runtime(controller, events, relays, boards, stoves)
+    return Runtime(controller, events, relays, boards, stoves, relay_link)

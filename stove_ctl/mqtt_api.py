@@ -81,8 +81,10 @@ class _StoveChannel:
             self.publish_discovery()
 
     def _on_ha_status(self, message: Incoming) -> None:
-        if message.payload.strip() == b"online":
+        if message.payload.strip() == b"online":  # Home Assistant (re)started
             self.publish_discovery()
+            self.last_state = None
+            self.publish_state()
 
     def _on_command(self, message: Incoming) -> None:
         task = asyncio.ensure_future(self.api.handle_command(self, message))

@@ -1,0 +1,250 @@
+"""The ``mqtt`` driver: relays whose firmware speaks MQTT, described by a preset.
+
+A set is confirmed only by the device's own state report arriving *after* the
+command (and after a state query where the firmware has one), never by our own
+publish. Device availability (its last will) is respected: a device that says it is
+offline fails at once, and the controller retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from stove_ctl.broker import BrokerLink, Incoming
+from stove_ctl.drivers.mqtt_presets import Preset, StateSource
+from stove_ctl.errors import RelayMismatch, RelayRejected, RelayUnreachable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Channel:
+    state: bool | None = None
+    version: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _path(payload: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(payload, dict) or key not in payload:
+            return None
+        payload = payload[key]
+    return payload
+
+
+class MqttRelay:
+    external_source = "mqtt"
+
+    def __init__(
+        self,
+        name: str,
+        link: BrokerLink,
+        preset: Preset,
+        device: str,
+        channels: int = 1,
+        variables: dict[int, dict[str, str]] | None = None,
+        timeout_s: float = 2.0,
+        device_pulse: bool = True,
+        poll_s: float | None = 1.0,
+    ) -> None:
+        self.name = name
+        self.link = link
+        self.preset = preset
+        self.device = device
+        self.timeout_s = timeout_s
+        self.device_pulse = device_pulse and preset.pulse is not None
+        self.poll_s = poll_s
+        self.src = f"{link.settings.client_id}-{name}"
+        self._req = itertools.count(1)
+        self._channels = {n: _Channel() for n in range(1, channels + 1)}
+        self._vars = {
+            n: {
+                "device": device,
+                "n": str(n),
+                "i": str(n - 1),
+                "idx": "" if channels == 1 else str(n),
+                "ep": "",
+                "name": f"relay_{n}",
+                "src": self.src,
+                **preset.defaults,
+                **(variables or {}).get(n, {}),
+            }
+            for n in range(1, channels + 1)
+        }
+        self.available: bool | None = None
+        self._subscribed = False
+
+    # -- wiring to the broker ----------------------------------------------------
+
+    def _fmt(self, template: str, channel: int, **extra: str) -> str:
+        return template.format(**self._vars[channel], req=str(next(self._req)), **extra)
+
+    def attach(self) -> None:
+        """Subscribe to the device's state and availability topics."""
+        if self._subscribed:
+            return
+        self._subscribed = True
+        for channel in self._channels:
+            for source in self.preset.states:
+                topic = self._fmt(source.topic, channel)
+                self.link.subscribe(topic, self._state_handler(channel, source))
+        if self.preset.availability is not None:
+            topic = self._fmt(self.preset.availability.topic, 1)
+            self.link.subscribe(topic, self._on_availability)
+        self.link.on_connect(self._query_all)
+
+    def _query_all(self) -> None:
+        for channel in self._channels:
+            self._query(channel)
+
+    def _query(self, channel: int) -> None:
+        if self.preset.query is not None:
+            topic, payload = self.preset.query
+            self.link.publish(self._fmt(topic, channel), self._fmt(payload, channel))
+
+    def _state_handler(self, channel: int, source: StateSource) -> Any:
+        def handle(message: Incoming) -> None:
+            value = self._decode(channel, source, message.payload)
+            if value is None:
+                return
+            state = self._channels[channel]
+            state.state = value
+            state.version += 1
+            state.changed.set()
+            state.changed = asyncio.Event()
+
+        return handle
+
+    def _decode(self, channel: int, source: StateSource, payload: bytes) -> bool | None:
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError:
+            log.warning("relay %s: state payload is not text; ignored", self.name)
+            return None
+        raw: Any = text
+        if source.json_path is not None:
+            try:
+                data = json.loads(text)
+            except ValueError:
+                log.warning("relay %s: state payload is not JSON; ignored", self.name)
+                return None
+            if source.match is not None:
+                path, template = source.match
+                if str(_path(data, path)) != self._fmt(template, channel):
+                    return None
+            raw = _path(data, self._fmt(source.json_path, channel))
+            if raw is None:
+                return None  # a message about something else (another key, another reply)
+        if raw == source.on:
+            return True
+        if raw == source.off:
+            return False
+        log.warning("relay %s: unknown state %r; ignored", self.name, raw)
+        return None
+
+    def _on_availability(self, message: Incoming) -> None:
+        spec = self.preset.availability
+        assert spec is not None
+        text = message.payload.decode(errors="replace").strip()
+        value: Any = text
+        if spec.json_path is not None:
+            try:
+                value = _path(json.loads(text), spec.json_path)
+            except ValueError:
+                value = text  # older firmwares publish the bare word
+        self.available = value in spec.online
+        if not self.available:
+            for channel in self._channels.values():
+                channel.state = None
+
+    # -- the relay interface ------------------------------------------------------
+
+    def can_pulse(self, channel: int) -> bool:
+        return self.device_pulse
+
+    async def set(self, channel: int, on: bool) -> None:
+        messages = []
+        if on and self.device_pulse and self.preset.pulse is not None:
+            messages += list(self.preset.pulse.disarm)
+        template = self.preset.payload_on if on else self.preset.payload_off
+        messages.append((self.preset.set_topic, template))
+        await self._command(channel, on, messages, hold="0")
+
+    async def pulse(self, channel: int, on: bool, hold_s: float) -> None:
+        pulse = self.preset.pulse
+        if pulse is None or not on:
+            raise RelayRejected(f"relay {self.name!r} ({self.preset.name}) has no device pulse")
+        await self._command(channel, True, list(pulse.messages), hold=pulse.encode(hold_s))
+
+    async def read(self, channel: int) -> bool:
+        state = self._channel(channel)
+        self._check_available()
+        if state.state is not None:
+            return state.state
+        await self._await_report(channel, state.version, None, query=True)
+        assert state.state is not None
+        return state.state
+
+    async def close(self) -> None:
+        return None
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _channel(self, channel: int) -> _Channel:
+        try:
+            return self._channels[channel]
+        except KeyError:
+            raise RelayRejected(f"relay {self.name!r} has no channel {channel}") from None
+
+    def _check_available(self) -> None:
+        if not self.link.connected:
+            raise RelayUnreachable(f"relay {self.name!r}: not connected to the broker")
+        if self.available is False:
+            raise RelayUnreachable(f"relay {self.name!r}: the device reports itself offline")
+
+    async def _command(
+        self, channel: int, on: bool, messages: list[tuple[str, str]], hold: str
+    ) -> None:
+        state = self._channel(channel)
+        self._check_available()
+        since = state.version
+        for topic, payload in messages:
+            self.link.publish(self._fmt(topic, channel), self._fmt(payload, channel, hold=hold))
+        await self._await_report(channel, since, on, query=True)
+
+    async def _await_report(self, channel: int, since: int, want: bool | None, query: bool) -> None:
+        """Wait for a state report newer than ``since`` (equal to ``want``, if given)."""
+        state = self._channels[channel]
+        if query:
+            self._query(channel)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        seen_other = False
+        while True:
+            if state.version > since and state.state is not None:
+                if want is None or state.state == want:
+                    return
+                seen_other = True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(state.changed.wait(), remaining)
+            except TimeoutError:
+                break
+        if seen_other:
+            raise RelayMismatch(
+                f"relay {self.name!r} channel {channel} reports "
+                f"{'on' if state.state else 'off'} after being set {'on' if want else 'off'}"
+            )
+        if self.available is False:
+            raise RelayUnreachable(f"relay {self.name!r}: the device reports itself offline")
+        raise RelayUnreachable(
+            f"relay {self.name!r} ({self.preset.name} {self.device}): no state report "
+            f"within {self.timeout_s:g} s"
+        )
