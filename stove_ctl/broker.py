@@ -60,9 +60,10 @@ class BrokerLink:
     def __init__(self, settings: LinkSettings) -> None:
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
         self._on_connect: list[Callable[[], None]] = []
         self._connected = threading.Event()
+        self._stopping = False
         self._v5 = settings.protocol in ("auto", "5")
         self._client = self._make_client()
         self.last_error: str | None = None
@@ -116,6 +117,7 @@ class BrokerLink:
             info = self._client.publish(last_words[0], last_words[1], qos=1, retain=True)
             with contextlib.suppress(ValueError, RuntimeError):
                 info.wait_for_publish(timeout=2)
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -123,7 +125,12 @@ class BrokerLink:
     # -- use ---------------------------------------------------------------------
 
     def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
-        self._subscriptions[topic] = (qos, handler)
+        """Call ``handler`` (in the asyncio loop) for each message on ``topic``.
+        Several handlers may share a topic (e.g. one state topic for every channel)."""
+        if topic in self._subscriptions:
+            self._subscriptions[topic][1].append(handler)
+            return
+        self._subscriptions[topic] = (qos, [handler])
         if self.connected:
             self._subscribe(self._client, topic, qos)
 
@@ -204,7 +211,7 @@ class BrokerLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             log.warning("lost the broker (%s); reconnecting", reason)
         self._connected.clear()
 
@@ -217,6 +224,7 @@ class BrokerLink:
             response_topic=getattr(props, "ResponseTopic", None) if props else None,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
         )
-        for pattern, (_, handler) in self._subscriptions.items():
+        for pattern, (_, handlers) in list(self._subscriptions.items()):
             if paho.topic_matches_sub(pattern, message.topic) and self._loop is not None:
-                self._loop.call_soon_threadsafe(handler, incoming)
+                for handler in handlers:
+                    self._loop.call_soon_threadsafe(handler, incoming)
