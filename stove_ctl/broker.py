@@ -98,6 +98,10 @@ class BrokerLink:
         client.on_message = self._message_cb
         return client
 
+    def raw_client(self) -> paho.Client:
+        """The configured paho client, for a one-off synchronous check (doctor)."""
+        return self._client
+
     # -- life cycle --------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -147,7 +147,8 @@ def _doctor(path: Path) -> int:
 
     findings = asyncio.run(run_doctor(load_config(path)))
     for finding in findings:
-        print(f"relay {finding.relay}: {'ok' if finding.ok else 'PROBLEM'}")
+        label = finding.relay if finding.relay.startswith("broker") else f"relay {finding.relay}"
+        print(f"{label}: {'ok' if finding.ok else 'PROBLEM'}")
         for line in finding.lines:
             print(f"  {line}")
     return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILED

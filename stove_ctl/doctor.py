@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from stove_ctl.config import Config, MiioRelayConfig
+from stove_ctl.broker import BrokerLink
+from stove_ctl.config import (
+    Config,
+    MiioRelayConfig,
+    MqttConfig,
+    MqttRelayConfig,
+    SimulatedRelayConfig,
+)
 from stove_ctl.drivers.miio import MiioRelay
 from stove_ctl.errors import RelayAuthError, RelayBadReply, RelayError, RelayRejected
 from stove_ctl.factory import build_miio
+from stove_ctl.mqtt_api import link_settings
 
 TOKEN_HELP = "get the token again (README: Mi Home relays); it changes when the device is reset"
 
@@ -125,6 +136,56 @@ async def check_miio(name: str, cfg: MiioRelayConfig) -> Finding:
         await relay.close()
 
 
+def check_broker(cfg: MqttConfig) -> Finding:
+    """Connect once, synchronously, so that the failure itself can be explained."""
+    settings = link_settings(cfg, f"{cfg.client_id}-doctor", None)
+    finding = Finding(f"broker {cfg.host}:{cfg.port}", ok=True)
+    client = BrokerLink(settings).raw_client()
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=10)
+    except ssl.SSLCertVerificationError as exc:
+        finding.ok = False
+        finding.lines.append(
+            f"TLS: the broker's certificate does not verify ({exc.verify_message}); "
+            "is mqtt.tls.ca_file the CA that signed it, and does it name this host?"
+        )
+        return finding
+    except ssl.SSLError as exc:
+        finding.ok = False
+        finding.lines.append(f"TLS failed: {exc.reason or exc}; does the broker want TLS here?")
+        return finding
+    except ConnectionRefusedError:
+        finding.ok = False
+        finding.lines.append("connection refused: nothing listens there (host, port?)")
+        return finding
+    except OSError as exc:
+        finding.ok = False
+        finding.lines.append(f"cannot reach the broker: {exc.strerror or exc}")
+        return finding
+    result: dict[str, str] = {}
+
+    def on_connect(c: Any, u: Any, f: Any, reason: Any, p: Any) -> None:
+        result["reason"] = str(reason)
+        result["failed"] = "yes" if reason.is_failure else ""
+
+    client.on_connect = on_connect
+    deadline = time.monotonic() + 5
+    while "reason" not in result and time.monotonic() < deadline:
+        client.loop(timeout=0.2)
+    client.disconnect()
+    if "reason" not in result:
+        finding.ok = False
+        finding.lines.append("connected, but the broker never answered the MQTT handshake")
+    elif result["failed"]:
+        finding.ok = False
+        finding.lines.append(
+            f"the broker refused us: {result['reason']} (check mqtt.username and the password)"
+        )
+    else:
+        finding.lines.append(f"connected ({'TLS, ' if cfg.tls else ''}MQTT accepted)")
+    return finding
+
+
 async def run_doctor(config: Config) -> list[Finding]:
     checks = [
         check_miio(name, cfg)
@@ -132,7 +193,15 @@ async def run_doctor(config: Config) -> list[Finding]:
         if isinstance(cfg, MiioRelayConfig)
     ]
     findings = list(await asyncio.gather(*checks))
+    if config.mqtt is not None:
+        findings.insert(0, await asyncio.to_thread(check_broker, config.mqtt))
     for name, cfg in config.relays.items():
-        if not isinstance(cfg, MiioRelayConfig):
-            findings.append(Finding(name, True, [f"{cfg.driver}: in-process, nothing to reach"]))
+        if isinstance(cfg, SimulatedRelayConfig):
+            findings.append(Finding(name, True, ["simulated: in-process, nothing to reach"]))
+        elif isinstance(cfg, MqttRelayConfig):
+            findings.append(
+                Finding(
+                    name, True, [f"mqtt ({cfg.preset} {cfg.device}): reached through the broker"]
+                )
+            )
     return findings

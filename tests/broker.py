@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,10 @@ class Mosquitto:
 
     def _config(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_type all"]
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to user "mosquitto", who cannot read the
+            # test's private directory; stay the user who started it.
+            lines.append("user root")
         if self.password_file is not None:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         else:
