@@ -86,9 +86,13 @@ class _Device:
 
         client.on_connect = on_connect
         client.on_message = on_message
-        client.connect(self.host, self.port, keepalive=5)
+        self._client = client  # before connecting: on_connect may publish at once
+        try:
+            client.connect(self.host, self.port, keepalive=5)
+        except OSError:
+            self._client = None
+            raise
         client.loop_start()
-        self._client = client
         if not connected.wait(10):
             raise RuntimeError(f"{type(self).__name__} could not reach the broker")
         time.sleep(0.05)  # let the subscriptions land

@@ -234,3 +234,38 @@ def test_lock_clears_a_stored_pulse_time_so_it_holds(tmp_path, broker, cleanup) 
     assert device.pulse_time[1] == 0
     time.sleep(1.5)
     assert board.get(1) is True
+
+
+def test_python_m_hardware_runs_a_kitchen_the_daemon_can_shut_off(
+    tmp_path, broker, cleanup
+) -> None:
+    import subprocess
+    import sys
+
+    kitchen_proc = subprocess.Popen(
+        [sys.executable, "-m", "hardware", "--port", str(broker.port), "--seconds", "30"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    cleanup.append(type("P", (), {"stop": staticmethod(kitchen_proc.kill)}))
+    lines = []
+    while not lines or not lines[-1].startswith("      - {id: right"):
+        lines.append(kitchen_proc.stdout.readline().rstrip("\n"))
+    snippet = "\n".join(lines[1:])
+    data = yaml.safe_load(snippet)
+    data["state_dir"] = str(tmp_path / "state")
+    data["socket"] = str(tmp_path / "ctl.sock")
+    path = tmp_path / "k.yaml"
+    path.write_text(yaml.safe_dump(data))
+    watcher = Watcher(broker.port, ["kitchen-sensors/#"])
+    cleanup.append(type("C", (), {"stop": staticmethod(watcher.close)}))
+    mv = float(watcher.wait("kitchen-sensors/sensor/left_thermocouple/state").payload)
+    assert mv > 20  # a hot thermocouple in a lit burner
+    daemon = Daemon(path).start()
+    cleanup.append(daemon)
+    daemon.wait_reconciled()
+    assert daemon.cli("off", "left").returncode == 0
+    status_line = next(
+        line for line in iter(kitchen_proc.stdout.readline, "") if "left: out valve=closed" in line
+    )
+    assert "right: LIT" in status_line
