@@ -131,7 +131,7 @@ def test_offline_at_shutoff_faults_retries_and_cuts_when_back(tmp_path, kitchen,
     off = daemon.cli("off", "left", "--timeout", "2")
     assert off.returncode == 1
     assert "cut NOT yet confirmed" in off.stdout and "still trying" in off.stdout
-    assert daemon.status("left")["mode"] == "fault"
+    wait_for(lambda: daemon.status("left")["mode"] == "fault", 5, daemon.log)
     assert kitchen.burner("left").flame
     time.sleep(4)
     faults = [e for e in daemon.events() if e["kind"] == "fault" and e["burner"] == "kitchen/left"]
