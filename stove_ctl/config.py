@@ -153,6 +153,7 @@ class MqttRelayConfig(_Model):
 RelayConfig = Annotated[
     SimulatedRelayConfig | MiioRelayConfig | MqttRelayConfig, Field(discriminator="driver")
 ]
+DRIVERS = ("simulated", "miio", "mqtt")
 
 
 class RelayRef(_Model):
@@ -355,11 +356,11 @@ def default_socket_path() -> Path:
 
 def _location(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("simulated", "miio", "mqtt"):
-            continue  # the discriminator's tag is noise in a field path
+        elif i == 2 and loc[0] == "relays" and part in DRIVERS:
+            continue  # the discriminator's tag (relays.<id>.<driver>) is noise in a path
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"

@@ -237,3 +237,71 @@ def test_secret_from_a_missing_file_or_env(tmp_path: Path, monkeypatch) -> None:
         del data["relays"]["m"]["token"]
         found = problems(tmp_path, data)
         assert any(expected in p for p in found), found
+
+
+BROKER = {"host": "127.0.0.1"}
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "relay", "expected"),
+    [
+        ({**BROKER, "password": "x"}, None, "mqtt: a password needs a username"),
+        (
+            {**BROKER, "username": "u", "password": "x", "password_env": "Y"},
+            None,
+            "give at most one of password",
+        ),
+        ({**BROKER, "tls": {"cert_file": "c.pem"}}, None, "cert_file and key_file go together"),
+        ({**BROKER, "tls": {"ca_file": "missing-ca.pem"}}, None, "mqtt.tls.ca_file: no such file"),
+        ({**BROKER, "port": 70000}, None, "mqtt.port: input should be less than or equal to 65535"),
+        ({**BROKER, "base_topic": "stove/#"}, None, "mqtt.base_topic: string should match pattern"),
+        (
+            {**BROKER, "protocol": "4"},
+            None,
+            "mqtt.protocol: input should be 'auto', '5' or '3.1.1'",
+        ),
+        (
+            None,
+            {"driver": "mqtt", "preset": "tasmota", "device": "t"},
+            "relays.m: an mqtt relay needs the mqtt: section",
+        ),
+        (
+            BROKER,
+            {"driver": "mqtt", "preset": "sonoff", "device": "t"},
+            "relays.m.preset: input should be",
+        ),
+        (
+            BROKER,
+            {"driver": "mqtt", "preset": "generic", "device": "t"},
+            "the generic preset needs command_topic and state_topic",
+        ),
+        (
+            BROKER,
+            {"driver": "mqtt", "preset": "tasmota", "device": "a/#"},
+            "relays.m.device: string should match pattern",
+        ),
+        (
+            BROKER,
+            {"driver": "mqtt", "preset": "zigbee2mqtt", "device": "z", "endpoints": {2: "_l2"}},
+            "endpoints names channel 2; the relay has 1",
+        ),
+    ],
+)
+def test_bad_mqtt_config(tmp_path: Path, mqtt, relay, expected) -> None:
+    data = yaml.safe_load(yaml.safe_dump(MIIO))
+    if relay is not None:
+        data["relays"]["m"] = relay
+    if mqtt is not None:
+        data["mqtt"] = mqtt
+    found = problems(tmp_path, data)
+    assert any(expected in p for p in found), found
+    assert not any("'x'" in p for p in found)  # a password is never echoed back
+
+
+def test_good_mqtt_config(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(MIIO))
+    data["mqtt"] = {**BROKER, "username": "u", "password": "pw-secret"}
+    data["relays"]["t"] = {"driver": "mqtt", "preset": "tasmota", "device": "stove"}
+    config = load_config(write(tmp_path, data))
+    assert config.mqtt is not None and config.mqtt.password.get_secret_value() == "pw-secret"
+    assert "pw-secret" not in repr(config)
