@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -72,6 +73,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     off.add_argument("--json", action="store_true")
 
+    timer = client_command("timer", "shut a burner off after a delay")
+    timer.add_argument("burner", help="burner, stove/burner, or all")
+    timer.add_argument("delay", help="e.g. 15m, 1h30m, 90s")
+    at = client_command("at", "shut a burner off at a clock time")
+    at.add_argument("burner", help="burner, stove/burner, or all")
+    at.add_argument("time", help="e.g. 18:30 (the next one), or 2026-11-24T18:30")
+    timers = client_command("timers", "list pending timers, schedules and lock windows")
+    timers.add_argument("burner", nargs="?", default="all")
+    cancel = client_command("cancel", "cancel a timer (by id) or every timer of a burner")
+    cancel.add_argument("target", metavar="TIMER_ID|BURNER")
+    extend = client_command("extend", "push a timer later")
+    extend.add_argument("target", metavar="TIMER_ID|BURNER")
+    extend.add_argument("delay", help="how much later, e.g. 10m")
+    say = client_command("say", "a command in words, Chinese or English")
+    say.add_argument("text", nargs="+")
+    for p in (timer, at, timers, cancel, extend, say):
+        p.add_argument("--json", action="store_true")
+
     for name, text in (("lock", "cut and hold until unlocked"), ("unlock", "end a lock")):
         p = client_command(name, text)
         p.add_argument("burner", help="burner, stove/burner, or all")
@@ -109,7 +128,12 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    negative = [w for w in words if re.fullmatch(r"-\d[\w.]*", w)]
+    if negative:  # argparse would take "-5m" for an option and say something confusing
+        print(f"stove-ctl: a delay or time cannot be negative (got {negative[0]})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args = _parser().parse_args(words)
     try:
         if args.command == "run":
             return _run(args)
@@ -192,6 +216,19 @@ def _client(args: argparse.Namespace) -> int:
             payload["timeout_s"] = args.timeout
     elif args.command in ("lock", "unlock"):
         payload = {"action": args.command, "burner": args.burner}
+    elif args.command == "timer":
+        payload = {"action": "timer", "burner": args.burner, "in": args.delay}
+    elif args.command == "at":
+        payload = {"action": "timer", "burner": args.burner, "at": args.time}
+    elif args.command == "timers":
+        payload = {"action": "timers", "burner": args.burner}
+    elif args.command in ("cancel", "extend"):
+        key = "timer" if args.target.startswith("t-") else "burner"
+        payload = {"action": args.command, key: args.target}
+        if args.command == "extend":
+            payload["in"] = args.delay
+    elif args.command == "say":
+        payload = {"action": "say", "text": " ".join(args.text)}
     else:
         payload = {"action": "status"}
     reply = control.request(path, payload)
@@ -223,6 +260,19 @@ def _render(reply: dict[str, Any]) -> str:
     action = reply.get("action")
     if action == "status":
         return _render_status(reply)
+    if action in ("timer", "extend"):
+        t = reply["timer"]
+        burners = ", ".join(t["burners"])
+        return f"timer {t['id']}: shuts off {burners} at {t['due']} (in {_dur(t['in_s'])})"
+    if action in ("timers", "cancel"):
+        if not reply["timers"]:
+            return "no timers"
+        verb = "cancelled " if action == "cancel" else ""
+        return "\n".join(
+            f"{verb}{t['id']}  {t['action']:8}  {', '.join(t['burners'])}  at {t['due']}"
+            + ("  (config)" if t.get("from_config") else "")
+            for t in reply["timers"]
+        )
     lines = []
     for b in reply.get("burners", []):
         name = b["burner"]
@@ -242,6 +292,14 @@ def _render(reply: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
 def _describe_shutoff(b: dict[str, Any]) -> str:
     joined = " (joined the shutoff already in progress)" if b.get("joined") else ""
     if b["cut_at"] is None:
@@ -255,7 +313,7 @@ def _describe_shutoff(b: dict[str, Any]) -> str:
 
 
 def _render_status(reply: dict[str, Any]) -> str:
-    rows = [("BURNER", "MODE", "FLAME", "CIRCUIT", "LAST SHUTOFF")]
+    rows = [("BURNER", "MODE", "FLAME", "CIRCUIT", "NEXT CUT", "LAST SHUTOFF")]
     notes = []
     for b in reply["burners"]:
         last = b["last_shutoff"]
@@ -268,7 +326,9 @@ def _render_status(reply: dict[str, Any]) -> str:
             )
             if last["outcome"] != "restored":
                 shown += f" ({last['outcome']})"
-        rows.append((b["burner"], b["mode"], b["flame"], b["circuit"], shown))
+        next_cut = b.get("next_cut")
+        when = next_cut[11:19] if next_cut else "-"
+        rows.append((b["burner"], b["mode"], b["flame"], b["circuit"], when, shown))
         if b["lock"]:
             notes.append(
                 f"{b['burner']}: locked since {_stamp(b['lock']['since'])} by {b['lock']['source']}"
@@ -278,8 +338,8 @@ def _render_status(reply: dict[str, Any]) -> str:
     for store in ("event_store", "state_store"):
         if reply.get(store, "ok") != "ok":
             notes.append(f"{store.replace('_', ' ')} not writable: {reply[store]}")
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
     return "\n".join(lines + notes)
 
 

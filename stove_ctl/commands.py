@@ -2,24 +2,96 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stove_ctl.config import Source
 from stove_ctl.errors import CommandError
 
-ACTIONS = ("shutoff", "lock", "unlock", "status")
-Action = Literal["shutoff", "lock", "unlock", "status"]
+ACTIONS = (
+    "shutoff",
+    "timer",
+    "cancel",
+    "extend",
+    "timers",
+    "lock",
+    "unlock",
+    "status",
+    "snooze",
+)
+Action = Literal[
+    "shutoff", "timer", "cancel", "extend", "timers", "lock", "unlock", "status", "snooze"
+]
 
-# Actions that make gas available again: they need an allowed, fresh source
-# (DESIGN invariant 7). Everything else only ever reduces gas availability.
-RESTORE_ACTIONS = frozenset({"unlock"})
+# Actions that make gas available again (or later): they need an allowed, fresh
+# source (DESIGN invariant 7). Everything else only ever reduces gas availability.
+RESTORE_ACTIONS = frozenset({"unlock", "cancel", "extend", "snooze"})
 # Actions that need a burner (or "all"); a shutoff with none means every burner.
-NEEDS_BURNER = frozenset({"lock", "unlock"})
+NEEDS_BURNER = frozenset({"lock", "unlock", "timer"})
 
 MAX_ID_LENGTH = 64
+MAX_DELAY_S = 24 * 3600.0
+_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hrs": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``900``, ``"15m"``, ``"1h30m"``, ``"1.5h"``, ``"90 s"``.
+
+    Raises ValueError with a plain-words reason: zero, negative, over a day, garbage.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or text like 15m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"-?\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            if text.startswith("-"):
+                raise ValueError(f"a delay cannot be negative ({value!r})")
+            parts = _DURATION.findall(text)
+            if not parts or _DURATION.sub("", text).strip():
+                raise ValueError(f"cannot read {value!r} as a duration (say 15m, 1h30m or 90s)")
+            seconds = 0.0
+            for number, unit in parts:
+                if unit not in _UNITS:
+                    raise ValueError(f"unknown unit {unit!r} in {value!r} (use s, m or h)")
+                seconds += float(number) * _UNITS[unit]
+    else:
+        raise ValueError("a duration is a number of seconds or text like 15m")
+    if seconds != seconds or seconds <= 0:
+        raise ValueError(f"a delay must be more than 0 (got {value!r})")
+    if seconds > MAX_DELAY_S:
+        raise ValueError(f"a delay of more than 24 hours is not accepted (got {value!r})")
+    return seconds
 
 
 def new_command_id() -> str:
@@ -27,14 +99,32 @@ def new_command_id() -> str:
 
 
 class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     id: str = Field(default_factory=new_command_id, min_length=1, max_length=MAX_ID_LENGTH)
     action: Action
     burner: str | None = Field(None, min_length=1, max_length=70)
     source: Source = "cli"
     ts: float | None = Field(None, description="When the sender issued it (Unix time).")
     retained: bool = Field(False, description="Delivered as a retained MQTT message.")
+    in_s: float | None = Field(None, alias="in", description="Delay, for timer/extend/snooze.")
+    at: str | None = Field(None, max_length=40, description="Clock time (18:30) or ISO time.")
+    timer: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("in_s", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Command:
+        if self.action == "timer" and (self.in_s is None) == (self.at is None):
+            raise ValueError("a timer needs exactly one of 'in' (a delay) or 'at' (a time)")
+        if self.action in ("extend", "snooze") and self.in_s is None:
+            raise ValueError(f"{self.action} needs 'in' (how much longer)")
+        if self.action == "cancel" and self.timer is None and self.burner is None:
+            raise ValueError("say which timer (its id) or which burner to cancel")
+        return self
 
 
 def parse_command(data: Any, source: Source) -> Command:
@@ -53,4 +143,7 @@ def parse_command(data: Any, source: Source) -> Command:
             raise CommandError(
                 "unknown_action", f"unknown action {data.get('action')!r} (known: {actions})"
             ) from None
-        raise CommandError("bad_command", f"{field}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if field in ("command", "") or not first["loc"]:
+            raise CommandError("bad_command", message) from None
+        raise CommandError("bad_command", f"{field}: {message}") from None

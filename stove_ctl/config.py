@@ -6,12 +6,14 @@ Relative paths in a config file are taken relative to the file's own directory, 
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import tempfile
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -20,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -210,11 +213,74 @@ class MqttConfig(_Model):
         return self
 
 
+class ScheduleConfig(_Model):
+    """A cron schedule, e.g. a nightly "make sure everything is off"."""
+
+    name: Slug
+    cron: str = Field(description="Five fields: minute hour day month weekday.")
+    action: Literal["shutoff", "lock"] = "shutoff"
+    burners: str = "all"
+
+    @model_validator(mode="after")
+    def _cron(self) -> ScheduleConfig:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(self.cron)
+        except ValueError as exc:
+            raise ValueError(f"cron {self.cron!r} is not valid: {exc}") from None
+        return self
+
+
+class LockWindowConfig(_Model):
+    """Burners locked every day from ``start`` to ``end`` (may cross midnight)."""
+
+    name: Slug
+    start: dt.time
+    end: dt.time
+    burners: str = "all"
+
+    @model_validator(mode="after")
+    def _times(self) -> LockWindowConfig:
+        if self.start == self.end:
+            raise ValueError("a lock window needs different start and end times")
+        return self
+
+    def contains(self, t: dt.time) -> bool:
+        if self.start < self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+
+def _local_zone() -> str:
+    try:
+        import tzlocal
+
+        return str(tzlocal.get_localzone_name() or "UTC")
+    except Exception:  # noqa: BLE001 - any trouble finding it means UTC
+        return "UTC"
+
+
 class TrustConfig(_Model):
     """Who may restore gas availability (DESIGN invariant 7)."""
 
     unlock_sources: list[Source] = Field(default_factory=lambda: list[Source](["cli"]))
+    cancel_sources: list[Source] = Field(
+        default_factory=lambda: list[Source](["cli", "mqtt", "voice"]),
+        description="Who may cancel or extend a timer.",
+    )
+    snooze_sources: list[Source] = Field(
+        default_factory=lambda: list[Source](["cli", "mqtt", "voice"]),
+        description="Who may snooze a rule.",
+    )
     max_command_age_s: float = Field(30.0, gt=0, le=3600)
+
+    def allowed(self, action: str) -> list[Source]:
+        if action == "unlock":
+            return self.unlock_sources
+        if action == "snooze":
+            return self.snooze_sources
+        return self.cancel_sources
 
 
 class Config(_Model):
@@ -225,6 +291,24 @@ class Config(_Model):
     stoves: list[StoveConfig] = Field(min_length=1)
     trust: TrustConfig = Field(default_factory=TrustConfig)
     mqtt: MqttConfig | None = None
+    timezone: str = Field(default_factory=_local_zone, description="IANA name, e.g. Asia/Shanghai")
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    lock_windows: list[LockWindowConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (e.g. Asia/Shanghai, Europe/Berlin)"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
@@ -265,6 +349,13 @@ class Config(_Model):
                         f"{used_channels[key]}"
                     )
                 used_channels[key] = f"{stove.id}/{burner.id}"
+        burner_names = {b.id for s in self.stoves for b in s.burners} | {s.id for s in self.stoves}
+        burner_names |= {f"{s.id}/{b.id}" for s in self.stoves for b in s.burners} | {"all"}
+        targets = [(f"schedules[{i}]", s.burners) for i, s in enumerate(self.schedules)]
+        targets += [(f"lock_windows[{i}]", w.burners) for i, w in enumerate(self.lock_windows)]
+        for where, name in targets:
+            if name not in burner_names:
+                problems.append(f"{where}.burners: no burner or stove {name!r}")
         if self.mqtt is None:
             for relay_id, relay in self.relays.items():
                 if isinstance(relay, MqttRelayConfig):
@@ -404,6 +495,8 @@ _FIELD_NAMES = {
         MqttConfig,
         TlsConfig,
         MqttRelayConfig,
+        ScheduleConfig,
+        LockWindowConfig,
     )
     for name in _fields_of(model)
 }

@@ -114,6 +114,9 @@ class Controller:
         self.trust = trust or TrustConfig()
         self.started_at: float | None = None
         self._pollers: set[asyncio.Task[None]] = set()
+        # Extensions: actions handled elsewhere (timers, rules), and extra status fields.
+        self.handlers: dict[str, Callable[[Command, list[_Burner]], Awaitable[dict[str, Any]]]] = {}
+        self.burner_extras: list[Callable[[str], dict[str, Any]]] = []
 
     # -- life cycle --------------------------------------------------------------
 
@@ -239,8 +242,13 @@ class Controller:
             command_id=cmd.id,
             detail={"action": cmd.action, "burner": cmd.burner or "all"},
         )
+        handler = self.handlers.get(cmd.action)
+        if handler is not None:
+            return await handler(cmd, targets)
         if cmd.action == "shutoff":
             return await self._shutoff_all(targets, cmd, wait, timeout_s)
+        if cmd.action != "unlock" and cmd.action != "lock":
+            raise CommandError("unknown_action", f"{cmd.action} is not available here")
         if cmd.action == "lock":
             return await self._lock_all(targets, cmd, wait, timeout_s)
         return await self._unlock_all(targets, cmd, wait, timeout_s)
@@ -248,15 +256,15 @@ class Controller:
     def _check_trust(self, cmd: Command) -> None:
         if cmd.action not in RESTORE_ACTIONS:
             return
-        if cmd.source not in self.trust.unlock_sources:
-            allowed = ", ".join(self.trust.unlock_sources)
+        if cmd.source not in self.trust.allowed(cmd.action):
+            allowed = ", ".join(self.trust.allowed(cmd.action))
             raise CommandError(
                 "not_allowed",
                 f"{cmd.action} is not accepted from {cmd.source} (allowed: {allowed})",
             )
         if cmd.retained:
             raise CommandError("stale", f"{cmd.action} from a retained message is ignored")
-        if cmd.ts is None and cmd.source != "cli":
+        if cmd.ts is None and cmd.source == "mqtt":
             raise CommandError(
                 "stale", f"{cmd.action} from {cmd.source} must carry ts (when it was sent)"
             )
@@ -408,30 +416,46 @@ class Controller:
             if burner.lock is None:
                 results.append({"burner": burner.spec.key, "unlocked": False, "was_locked": False})
                 continue
-            burner.lock = None
-            burner.lock_confirmed = None
-            self._save()
-            self._emit("unlock", burner, source=cmd.source, command_id=cmd.id)
+            restore = self._release(burner, cmd.source, cmd.id)
+            if restore is not None:
+                restores.append(restore)
             results.append({"burner": burner.spec.key, "unlocked": True, "was_locked": True})
-            if not burner.pulsing:  # an in-flight shutoff restores on its own
-                restores.append(
-                    self._spawn(
-                        burner,
-                        self._drive(
-                            burner,
-                            cut=False,
-                            source=cmd.source,
-                            command_id=cmd.id,
-                            wanted=lambda b=burner: not b.pulsing,  # type: ignore[misc]
-                        ),
-                    )
-                )
         if restores and wait != "accepted":
             await self._wait_any(asyncio.gather(*restores), timeout_s or WAIT_SLACK_S)
         for result in results:
             burner = self._burners[str(result["burner"])]
             result["restored"] = burner.relay_cut is False
         return {"ok": True, "action": "unlock", "burners": results}
+
+    def _release(
+        self, burner: _Burner, source: str, command_id: str | None
+    ) -> asyncio.Task[Any] | None:
+        """End a lock and restore the circuit (unless a shutoff is in flight)."""
+        burner.lock = None
+        burner.lock_confirmed = None
+        self._save()
+        self._emit("unlock", burner, source=source, command_id=command_id)
+        if burner.pulsing:  # an in-flight shutoff restores on its own
+            return None
+        return self._spawn(
+            burner,
+            self._drive(
+                burner,
+                cut=False,
+                source=source,
+                command_id=command_id,
+                wanted=lambda: not burner.pulsing,
+            ),
+        )
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        """End a lock only if ``owner`` (e.g. a lock window) set it; a lock someone
+        else set since (a person, a gas alarm) stays."""
+        burner = self._burners[key]
+        if burner.lock is None or burner.lock.command_id != owner:
+            return False
+        self._release(burner, "timer", owner)
+        return True
 
     # -- the relay ---------------------------------------------------------------
 
@@ -604,6 +628,8 @@ class Controller:
                     else None,
                 }
             )
+            for extra in self.burner_extras:
+                burners[-1].update(extra(spec.key))
         return {
             "ok": True,
             "action": "status",

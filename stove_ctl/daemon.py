@@ -59,6 +59,8 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
         try:
             await runtime.start()
             await runtime.controller.start()
+            if runtime.timers is not None:
+                runtime.timers.start()
             await server.start()
             if api is not None:
                 await api.start()
@@ -78,6 +80,8 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
             log.info("stopping: letting shutoffs in progress finish")
         finally:
             await server.stop()
+            if runtime.timers is not None:
+                runtime.timers.stop()
             await runtime.controller.stop()
             if api is not None:
                 await api.stop()  # after the controller: its last events and state go out

@@ -36,6 +36,15 @@ EventKind = Literal[
     "lock_reasserted",
     "fault",
     "recovered",
+    "timer_set",
+    "timer_cancelled",
+    "timer_extended",
+    "timer_fired",
+    "warning",
+    "snoozed",
+    "flame_out_confirmed",
+    "alarm",
+    "input",
 ]
 
 MEMORY_EVENTS = 2000

@@ -19,6 +19,7 @@ from stove_ctl.events import EventLog
 from stove_ctl.mqtt_api import link_settings
 from stove_ctl.relay import FlameInput, Relay
 from stove_ctl.state import StateStore
+from stove_ctl.timers import TimerService
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Runtime:
     sim_boards: dict[str, hardware.SimRelay] = field(default_factory=dict)
     sim_stoves: dict[str, hardware.Stove] = field(default_factory=dict)
     relay_link: BrokerLink | None = None
+    timers: TimerService | None = None
 
     async def start(self, connect_wait_s: float = 5.0) -> None:
         """Connect the MQTT relays' broker link (in the background if it is away)."""
@@ -177,4 +179,13 @@ def build(config: Config, clock: Clock) -> Runtime:
                 )
             )
     controller = Controller(specs, events, store, clock, config.trust)
-    return Runtime(controller, events, relays, boards, stoves, relay_link)
+    timers = TimerService(
+        controller,
+        events,
+        state_dir / "timers.db",
+        config.zone,
+        clock,
+        schedules=config.schedules,
+        lock_windows=config.lock_windows,
+    )
+    return Runtime(controller, events, relays, boards, stoves, relay_link, timers)

@@ -108,7 +108,7 @@ class _StoveChannel:
                 "lock": b["lock"],
                 "fault": b["fault"],
                 "last_shutoff": b["last_shutoff"],
-                "next_cut": None,
+                "next_cut": b.get("next_cut"),
             }
         return {"stove": self.stove.id, "burners": burners}
 

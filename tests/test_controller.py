@@ -359,3 +359,44 @@ def test_start_up_restore_never_cuts_a_pulse_short(kitchen_factory) -> None:
         assert len(restores) == 1 and restores[0] - cut_at == pytest.approx(3.0, abs=0.06)
 
     run(body())
+
+
+def test_lock_window_end_releases_only_its_own_lock(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.do("lock", "left", source="timer", id="window:night")
+        await k.do("lock", "right", source="timer", id="window:night")
+        await k.advance(0.1)
+        # A gas alarm (or a person) re-locks the right burner during the window.
+        await k.do("unlock", "right", id="person")
+        await k.do("lock", "right", source="rule", id="gas-alarm")
+        await k.advance(0.1)
+        assert await k.controller.release_lock("kitchen/left", owner="window:night")
+        assert not await k.controller.release_lock("kitchen/right", owner="window:night")
+        await k.advance(0.1)
+        assert k.burner("left").circuit_intact
+        assert not k.burner("right").circuit_intact
+        assert k.controller.status()["burners"][1]["lock"]["command_id"] == "gas-alarm"
+
+    run(body())
+
+
+def test_parse_at() -> None:
+    import datetime as dt
+
+    from stove_ctl.timers import parse_at
+
+    tz = dt.UTC
+    now = dt.datetime(2026, 11, 24, 17, 0, tzinfo=tz)
+    assert parse_at("18:30", now) == dt.datetime(2026, 11, 24, 18, 30, tzinfo=tz)
+    assert parse_at("16:30", now) == dt.datetime(2026, 11, 25, 16, 30, tzinfo=tz)  # tomorrow
+    assert parse_at("2026-11-24T20:00", now) == dt.datetime(2026, 11, 24, 20, 0, tzinfo=tz)
+    for bad, message in (
+        ("25:00", "cannot read"),
+        ("2026-11-24T10:00", "in the past"),
+        ("2026-12-24T10:00", "more than 24 hours"),
+        ("tea time", "cannot read"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            parse_at(bad, now)

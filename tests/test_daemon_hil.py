@@ -47,7 +47,7 @@ def test_off_status_and_events_from_the_users_side(tmp_path: Path, daemons) -> N
     status = daemon.cli("status")
     assert status.returncode == 0
     left_row = next(line for line in status.stdout.splitlines() if line.startswith("kitchen/left"))
-    assert left_row.split()[1:4] == ["ready", "out", "intact"]
+    assert left_row.split()[1:5] == ["ready", "out", "intact", "-"]
     assert "by cli: cut " in left_row and "restored " in left_row
     left = daemon.status("left")
     shutoff = left["last_shutoff"]

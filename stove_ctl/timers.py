@@ -1,0 +1,319 @@
+"""Timers, cron schedules and lock windows, on APScheduler 3 with a SQLite job store.
+
+Every cut job has ``misfire_grace_time=None``: a job whose time passed while the
+daemon was down runs at start-up, however late (DESIGN invariant 4; APScheduler's
+default of 1 s would silently drop it). Jobs call a module-level function with plain
+arguments, so the job store can persist them; that function finds the running
+service in a registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+
+from stove_ctl.clock import Clock
+from stove_ctl.commands import MAX_DELAY_S, Command
+from stove_ctl.config import LockWindowConfig, ScheduleConfig
+from stove_ctl.controller import Controller, _Burner
+from stove_ctl.errors import CommandError
+from stove_ctl.events import EventLog
+
+log = logging.getLogger(__name__)
+
+_SERVICES: dict[str, TimerService] = {}
+CONFIG_PREFIX = "cfg-"
+
+
+async def fire(service: str, timer_id: str, burners: list[str], action: str, due: float) -> None:
+    """The job function APScheduler persists a reference to."""
+    running = _SERVICES.get(service)
+    if running is None:
+        log.error("timer %s fired with no timer service running", timer_id)
+        return
+    await running.fired(timer_id, burners, action, due)
+
+
+class TimerService:
+    def __init__(
+        self,
+        controller: Controller,
+        events: EventLog,
+        store: Path | None,
+        timezone: ZoneInfo,
+        clock: Clock,
+        schedules: list[ScheduleConfig] | None = None,
+        lock_windows: list[LockWindowConfig] | None = None,
+        name: str = "main",
+    ) -> None:
+        self.controller = controller
+        self.events = events
+        self.tz = timezone
+        self.clock = clock
+        self.name = name
+        self.schedules = schedules or []
+        self.store_error: str | None = None
+        self.lock_windows = lock_windows or []
+        jobstore: Any = (
+            SQLAlchemyJobStore(url=f"sqlite:///{store}") if store is not None else MemoryJobStore()
+        )
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": jobstore},
+            timezone=timezone,
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+        controller.handlers.update(
+            timer=self._timer, cancel=self._cancel, extend=self._extend, timers=self._list
+        )
+        controller.burner_extras.append(self._burner_status)
+
+    # -- life cycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        _SERVICES[self.name] = self
+        try:
+            self.scheduler.start()
+        except Exception as exc:  # noqa: BLE001 - a broken store must not stop the daemon
+            # (invariant 8): keep timers in memory, and say so.
+            log.error("timer store unusable (%s); timers are kept in memory only", exc)
+            self.store_error = str(exc)
+            self.scheduler = AsyncIOScheduler(
+                jobstores={"default": MemoryJobStore()},
+                timezone=self.tz,
+                job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+            )
+            self.scheduler.start()
+        self._sync_config_jobs()
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        _SERVICES.pop(self.name, None)
+
+    def _sync_config_jobs(self) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(CONFIG_PREFIX):
+                job.remove()
+        for schedule in self.schedules:
+            keys = [b.spec.key for b in self.controller.resolve(schedule.burners)]
+            self.scheduler.add_job(
+                fire,
+                CronTrigger.from_crontab(schedule.cron, timezone=self.tz),
+                id=f"{CONFIG_PREFIX}schedule-{schedule.name}",
+                name=f"schedule {schedule.name}",
+                kwargs=self._kwargs(f"schedule:{schedule.name}", keys, schedule.action),
+            )
+        now = dt.datetime.now(self.tz)
+        for window in self.lock_windows:
+            keys = [b.spec.key for b in self.controller.resolve(window.burners)]
+            owner = f"window:{window.name}"
+            for edge, at, action in (
+                ("start", window.start, "lock"),
+                ("end", window.end, "release"),
+            ):
+                self.scheduler.add_job(
+                    fire,
+                    CronTrigger(hour=at.hour, minute=at.minute, timezone=self.tz),
+                    id=f"{CONFIG_PREFIX}window-{window.name}-{edge}",
+                    name=f"lock window {window.name} {edge}",
+                    kwargs=self._kwargs(owner, keys, action),
+                )
+            if window.contains(now.time()):
+                # The window is on now (the daemon started inside it): lock at once.
+                self.scheduler.add_job(
+                    fire,
+                    DateTrigger(run_date=now, timezone=self.tz),
+                    id=f"{CONFIG_PREFIX}window-{window.name}-now",
+                    kwargs=self._kwargs(owner, keys, "lock"),
+                )
+
+    def _kwargs(
+        self, timer_id: str, burners: list[str], action: str, due: float = 0.0
+    ) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "timer_id": timer_id,
+            "burners": burners,
+            "action": action,
+            "due": due,
+        }
+
+    # -- firing ------------------------------------------------------------------
+
+    async def fired(self, timer_id: str, burners: list[str], action: str, due: float) -> None:
+        now = self.clock.time()
+        late_s = round(now - due, 3) if due else None
+        self.events.emit(
+            "timer_fired",
+            now,
+            source="timer",
+            command_id=timer_id,
+            detail={"action": action, "burners": burners, "late_s": late_s},
+        )
+        for key in burners:
+            try:
+                if action == "release":
+                    await self.controller.release_lock(key, owner=timer_id)
+                    continue
+                cmd = Command.model_validate(
+                    {"action": action, "burner": key, "source": "timer", "id": timer_id[:64]}
+                )
+                await self.controller.execute(cmd, wait="accepted")
+            except CommandError as exc:
+                log.error("timer %s could not act on %s: %s", timer_id, key, exc.message)
+
+    # -- commands ----------------------------------------------------------------
+
+    def _due(self, cmd: Command) -> dt.datetime:
+        now = dt.datetime.now(self.tz)
+        if cmd.in_s is not None:
+            return now + dt.timedelta(seconds=cmd.in_s)
+        assert cmd.at is not None
+        return parse_at(cmd.at, now)
+
+    async def _timer(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+        due = self._due(cmd)
+        keys = [b.spec.key for b in targets]
+        timer_id = f"t-{uuid.uuid4().hex[:8]}"
+        self.scheduler.add_job(
+            fire,
+            DateTrigger(run_date=due, timezone=self.tz),
+            id=timer_id,
+            name=f"timer by {cmd.source}",
+            kwargs=self._kwargs(timer_id, keys, "shutoff", due.timestamp()),
+        )
+        self.events.emit(
+            "timer_set",
+            self.clock.time(),
+            source=cmd.source,
+            command_id=cmd.id,
+            detail={"timer": timer_id, "burners": keys, "due": due.isoformat()},
+        )
+        return {"ok": True, "action": "timer", "timer": self._describe(timer_id)}
+
+    def _user_jobs(self, targets: list[_Burner]) -> list[Any]:
+        keys = {b.spec.key for b in targets}
+        return [
+            job
+            for job in self.scheduler.get_jobs()
+            if not job.id.startswith(CONFIG_PREFIX) and keys & set(job.kwargs["burners"])
+        ]
+
+    def _job(self, timer_id: str) -> Any:
+        job = self.scheduler.get_job(timer_id)
+        if job is None:
+            raise CommandError("unknown_timer", f"no timer {timer_id!r} (see stove-ctl timers)")
+        if job.id.startswith(CONFIG_PREFIX):
+            raise CommandError(
+                "not_allowed", f"{timer_id!r} comes from the config file; change it there"
+            )
+        return job
+
+    async def _cancel(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+        jobs = [self._job(cmd.timer)] if cmd.timer is not None else self._user_jobs(targets)
+        if not jobs:
+            raise CommandError("unknown_timer", "no timer set for that burner")
+        cancelled = []
+        for job in jobs:
+            cancelled.append(self._describe(job.id))
+            job.remove()
+            self.events.emit(
+                "timer_cancelled",
+                self.clock.time(),
+                source=cmd.source,
+                command_id=cmd.id,
+                detail={"timer": job.id, "burners": job.kwargs["burners"]},
+            )
+        return {"ok": True, "action": "cancel", "timers": cancelled}
+
+    async def _extend(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+        jobs = [self._job(cmd.timer)] if cmd.timer is not None else self._user_jobs(targets)
+        if len(jobs) != 1:
+            raise CommandError(
+                "unknown_timer" if not jobs else "ambiguous_timer",
+                "say which timer to extend (its id)" if jobs else "no timer set for that burner",
+            )
+        job = jobs[0]
+        assert cmd.in_s is not None
+        due = job.next_run_time + dt.timedelta(seconds=cmd.in_s)
+        if (due - dt.datetime.now(self.tz)).total_seconds() > MAX_DELAY_S:
+            raise CommandError("bad_command", "a timer cannot end more than 24 hours from now")
+        job.reschedule(DateTrigger(run_date=due, timezone=self.tz))
+        job.modify(kwargs={**job.kwargs, "due": due.timestamp()})
+        self.events.emit(
+            "timer_extended",
+            self.clock.time(),
+            source=cmd.source,
+            command_id=cmd.id,
+            detail={"timer": job.id, "due": due.isoformat()},
+        )
+        return {"ok": True, "action": "extend", "timer": self._describe(job.id)}
+
+    async def _list(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+        keys = {b.spec.key for b in targets}
+        timers = [
+            self._describe(job.id)
+            for job in self.scheduler.get_jobs()
+            if keys & set(job.kwargs["burners"]) and job.next_run_time is not None
+        ]
+        return {"ok": True, "action": "timers", "timers": timers}
+
+    def _describe(self, job_id: str) -> dict[str, Any]:
+        job = self.scheduler.get_job(job_id)
+        assert job is not None
+        due = job.next_run_time
+        return {
+            "id": job.id,
+            "name": job.name,
+            "burners": job.kwargs["burners"],
+            "action": job.kwargs["action"],
+            "due": due.isoformat() if due else None,
+            "in_s": round((due - dt.datetime.now(self.tz)).total_seconds(), 1) if due else None,
+            "from_config": job.id.startswith(CONFIG_PREFIX),
+        }
+
+    def _burner_status(self, key: str) -> dict[str, Any]:
+        cuts = [
+            job.next_run_time
+            for job in self.scheduler.get_jobs()
+            if key in job.kwargs["burners"]
+            and job.kwargs["action"] in ("shutoff", "lock")
+            and job.next_run_time is not None
+        ]
+        return {"next_cut": min(cuts).isoformat() if cuts else None}
+
+
+def parse_at(text: str, now: dt.datetime) -> dt.datetime:
+    """``18:30`` (the next one), ``18:30:15``, or an ISO date-time (in the future)."""
+    tz = now.tzinfo
+    value = text.strip()
+    for fmt in ("%H:%M", "%H:%M:%S"):
+        try:
+            clock_time = dt.datetime.strptime(value, fmt).time()
+        except ValueError:
+            continue
+        due = now.replace(
+            hour=clock_time.hour, minute=clock_time.minute, second=clock_time.second, microsecond=0
+        )
+        return due if due > now else due + dt.timedelta(days=1)
+    try:
+        due = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError("bad_time", f"cannot read {text!r} as a time (say 18:30)") from None
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=tz)
+    if due <= now:
+        raise CommandError("bad_time", f"{text} is in the past")
+    if (due - now).total_seconds() > MAX_DELAY_S:
+        raise CommandError("bad_time", f"{text} is more than 24 hours away")
+    return due

@@ -1,0 +1,146 @@
+"""Timers through the real daemon: APScheduler with its SQLite store, in real time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.daemon import Daemon, kitchen_config, wait_for
+
+pytestmark = pytest.mark.hil
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+
+    def start(config: Path) -> Daemon:
+        daemon = Daemon(config).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=10)
+
+
+def with_extra(config: Path, **extra: object) -> Path:
+    data = yaml.safe_load(config.read_text())
+    data.update(extra)
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def timers(daemon: Daemon) -> list[dict]:
+    return json.loads(daemon.cli("timers", "--json").stdout)["timers"]
+
+
+def test_countdown_timer_shuts_off_and_shows_as_next_cut(tmp_path, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path, pulse_s=0.5))
+    out = daemon.cli("timer", "left", "2s")
+    assert out.returncode == 0 and out.stdout.startswith("timer t-"), out.stderr
+    assert daemon.status("left")["next_cut"] is not None
+    assert daemon.status("left")["flame"] == "lit"
+    wait_for(lambda: daemon.status("left")["flame"] == "out", 6, daemon.log)
+    shutoff = daemon.status("left")["last_shutoff"]
+    assert shutoff["source"] == "timer"
+    assert daemon.status("right")["flame"] == "lit"
+    assert timers(daemon) == []
+    kinds = [e["kind"] for e in daemon.events()]
+    assert kinds.index("timer_set") < kinds.index("timer_fired") < kinds.index("cut_confirmed")
+
+
+def test_a_timer_missed_while_the_daemon_was_down_fires_at_start_up(tmp_path, daemons) -> None:
+    config = kitchen_config(tmp_path, pulse_s=0.5)
+    daemon = daemons(config)
+    assert daemon.cli("timer", "right", "2s").returncode == 0
+    daemon.kill()
+    time.sleep(3.0)  # the due time passes with no daemon
+    assert daemon.relay_outputs().get("2", False) is False
+    again = daemons(config)
+    wait_for(lambda: again.status("right")["flame"] == "out", 5, again.log)
+    fired = [e for e in again.events() if e["kind"] == "timer_fired"]
+    assert fired and fired[-1]["detail"]["late_s"] >= 0.5
+    assert again.status("right")["last_shutoff"]["source"] == "timer"
+
+
+def test_cancel_and_extend(tmp_path, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path, pulse_s=0.5))
+    assert daemon.cli("timer", "left", "2s").returncode == 0
+    cancelled = daemon.cli("cancel", "left")
+    assert cancelled.returncode == 0 and "cancelled t-" in cancelled.stdout
+    set_again = json.loads(daemon.cli("timer", "right", "2s", "--json").stdout)
+    timer_id = set_again["timer"]["id"]
+    extended = json.loads(daemon.cli("extend", timer_id, "60s", "--json").stdout)
+    assert extended["timer"]["in_s"] > 55
+    time.sleep(3.0)
+    assert daemon.status("left")["flame"] == "lit" and daemon.status("right")["flame"] == "lit"
+    assert [t["id"] for t in timers(daemon)] == [timer_id]
+    assert daemon.cli("cancel", timer_id).returncode == 0
+    assert timers(daemon) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("timer", "left", "0"), "a delay must be more than 0"),
+        (("timer", "left", "-5m"), "a delay or time cannot be negative (got -5m)"),
+        (("timer", "left", "10 years"), "unknown unit 'years'"),
+        (("timer", "left", "87600h"), "more than 24 hours"),
+        (("timer", "left", "soon"), "cannot read 'soon' as a duration"),
+        (("timer", "middle", "5m"), "unknown burner 'middle'"),
+        (("at", "left", "25:61"), "cannot read '25:61' as a time"),
+        (("at", "left", "2020-01-01T10:00"), "is in the past"),
+        (("cancel", "t-nothere"), "no timer 't-nothere'"),
+        (("extend", "t-nothere", "5m"), "no timer 't-nothere'"),
+    ],
+)
+def test_bad_timer_input_is_refused_and_nothing_is_scheduled(
+    tmp_path, daemons, args, message
+) -> None:
+    daemon = daemons(kitchen_config(tmp_path))
+    result = daemon.cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert timers(daemon) == []
+
+
+def test_lock_window_the_daemon_starts_inside_cuts_and_holds(tmp_path, daemons) -> None:
+    now = dt.datetime.now(dt.UTC)
+    start = (now - dt.timedelta(minutes=1)).strftime("%H:%M")
+    end = (now + dt.timedelta(minutes=30)).strftime("%H:%M")
+    config = with_extra(
+        kitchen_config(tmp_path),
+        timezone="UTC",
+        lock_windows=[{"name": "night", "start": start, "end": end, "burners": "all"}],
+    )
+    daemon = daemons(config)
+    wait_for(lambda: daemon.status("left")["mode"] == "locked", 5, daemon.log)
+    assert daemon.status("right")["mode"] == "locked"
+    assert daemon.status("left")["lock"]["command_id"] == "window:night"
+    assert daemon.relay_outputs() == {"1": True, "2": True}
+    assert daemon.status("left")["flame"] == "out"
+    listed = timers(daemon)
+    assert {t["name"] for t in listed} >= {"lock window night start"}
+
+
+def test_bad_cron_and_window_config_are_refused(tmp_path) -> None:
+    config = with_extra(
+        kitchen_config(tmp_path),
+        schedules=[{"name": "nightly", "cron": "61 25 * * *"}],
+        lock_windows=[{"name": "x", "start": "23:00", "end": "23:00", "burners": "oven"}],
+        timezone="Mars/Olympus",
+    )
+    result = Daemon(config).cli("check-config")
+    assert result.returncode == 2
+    text = result.stderr
+    assert "schedules[0]: cron '61 25 * * *' is not valid" in text
+    assert "lock_windows[0]: a lock window needs different start and end times" in text
+    assert "timezone: unknown time zone 'Mars/Olympus'" in text
