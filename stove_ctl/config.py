@@ -167,6 +167,9 @@ class RelayRef(_Model):
 class BurnerConfig(_Model):
     id: Slug
     name: str | None = None
+    aliases: list[Annotated[str, Field(min_length=1, max_length=20)]] = Field(
+        default_factory=list, description="Other names for text commands, e.g. [灶眼一, big]."
+    )
     relay: RelayRef
     wiring: Wiring = Wiring.NC_SERIES
     pulse_s: float = Field(3.0, ge=0.5, le=30)

@@ -25,6 +25,7 @@ from stove_ctl.commands import parse_command
 from stove_ctl.controller import Controller, Wait
 from stove_ctl.errors import CommandError, DaemonNotRunning, StoveCtlError
 from stove_ctl.events import Event, EventLog
+from stove_ctl.text import parse_text
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class ControlServer:
         if request.get("action") == "events":
             await self._events(request, writer)
             return
+        if request.get("action") == "say":
+            await _send(writer, await run_text(self.controller, request.get("text")))
+            return
         wait = request.pop("wait", "done")
         timeout = request.pop("timeout_s", None)
         if wait not in ("accepted", "confirmed", "done") or not (
@@ -155,6 +159,19 @@ class ControlServer:
         finally:
             if unsubscribe is not None:
                 unsubscribe()
+
+
+async def run_text(controller: Controller, text: Any, **extra: Any) -> dict[str, Any]:
+    """A text command (source ``voice``), from ``stove-ctl say`` or ``…/cmd/text``."""
+    if not isinstance(text, str):
+        return _error("bad_command", "text must be a string")
+    try:
+        understood = parse_text(text, controller.vocabulary())
+        command = parse_command({**understood, **extra}, source="voice")
+        reply = await controller.execute(command, wait="confirmed")
+    except CommandError as exc:
+        return {**_error(exc.code, exc.message), "text": text}
+    return {**reply, "text": text, "understood": understood}
 
 
 def _offer(queue: asyncio.Queue[Event], event: Event) -> None:

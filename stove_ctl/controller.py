@@ -23,6 +23,7 @@ from stove_ctl.events import EventKind, EventLog
 from stove_ctl.relay import FlameInput, Relay, Wiring
 from stove_ctl.retry import backoff
 from stove_ctl.state import LockRecord, PersistedState, ShutoffRecord, StateStore
+from stove_ctl.text import burner_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class BurnerSpec:
     pulse_s: float = 3.0
     name: str | None = None
     flame: FlameInput | None = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -276,6 +278,13 @@ class Controller:
                     f"{cmd.action} is {age:.0f} s old; at most "
                     f"{self.trust.max_command_age_s:g} s is accepted",
                 )
+
+    def vocabulary(self) -> dict[str, str]:
+        """Words that name each burner, for text commands."""
+        return burner_vocabulary(
+            (b.spec.key, b.spec.id, b.spec.name, list(b.spec.aliases))
+            for b in self._burners.values()
+        )
 
     def resolve(self, name: str | None, required: bool = False) -> list[_Burner]:
         """Burners named by ``name``: a burner id, ``stove/burner``, a stove id, or all."""

@@ -176,6 +176,7 @@ def build(config: Config, clock: Clock) -> Runtime:
                     wiring=burner_cfg.wiring,
                     pulse_s=burner_cfg.pulse_s,
                     flame=flame,
+                    aliases=tuple(burner_cfg.aliases),
                 )
             )
     controller = Controller(specs, events, store, clock, config.trust)

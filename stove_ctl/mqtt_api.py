@@ -19,6 +19,7 @@ from stove_ctl.broker import BrokerLink, Incoming, LinkSettings
 from stove_ctl.clock import Clock
 from stove_ctl.commands import parse_command
 from stove_ctl.config import MqttConfig, StoveConfig
+from stove_ctl.control import run_text
 from stove_ctl.controller import Controller
 from stove_ctl.errors import CommandError
 from stove_ctl.events import Event, EventLog
@@ -65,6 +66,7 @@ class _StoveChannel:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.link.subscribe(self.topic("cmd"), self._on_command)
+        self.link.subscribe(self.topic("cmd/text"), self._on_text)
         if self.api.config.discovery:
             self.link.subscribe(f"{self.api.config.discovery_prefix}/status", self._on_ha_status)
         self.link.on_connect(self._on_connect)
@@ -85,6 +87,11 @@ class _StoveChannel:
             self.publish_discovery()
             self.last_state = None
             self.publish_state()
+
+    def _on_text(self, message: Incoming) -> None:
+        task = asyncio.ensure_future(self.api.handle_text(self, message))
+        self.api.tasks.add(task)
+        task.add_done_callback(self.api.tasks.discard)
 
     def _on_command(self, message: Incoming) -> None:
         task = asyncio.ensure_future(self.api.handle_command(self, message))
@@ -245,6 +252,35 @@ class MqttApi:
                 if channel.link.connected:
                     channel.link.publish(channel.topic("events"), payload, qos=0)
                 channel.publish_state()
+
+    async def handle_text(self, channel: _StoveChannel, message: Incoming) -> None:
+        """``…/cmd/text``: plain UTF-8, or JSON ``{"id": …, "text": …}``."""
+        reply_to = message.response_topic or channel.topic("result")
+        command_id: str | None = None
+        if len(message.payload) > MAX_PAYLOAD_BYTES:
+            reply = _error(None, "too_large", f"text larger than {MAX_PAYLOAD_BYTES} bytes")
+        else:
+            try:
+                text: Any = message.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if isinstance(text, str) and text.lstrip().startswith("{"):
+                try:
+                    data = json.loads(text)
+                    text = data.get("text") if isinstance(data, dict) else None
+                    command_id = data.get("id") if isinstance(data.get("id"), str) else None
+                except ValueError:
+                    text = None
+            extra: dict[str, Any] = {"retained": message.retain}
+            if command_id is not None:
+                extra["id"] = command_id
+            if text is None:
+                reply = _error(None, "bad_command", "text must be UTF-8 (or JSON with 'text')")
+            else:
+                reply = await run_text(self.controller, text, **extra)
+                reply.setdefault("id", command_id)
+        payload = json.dumps(reply, ensure_ascii=False)
+        channel.link.publish(reply_to, payload, correlation_data=message.correlation_data)
 
     async def handle_command(self, channel: _StoveChannel, message: Incoming) -> None:
         reply_to = message.response_topic or channel.topic("result")

@@ -308,3 +308,36 @@ def test_daemon_runs_and_cuts_with_no_broker(tmp_path, daemons) -> None:
     daemon = daemons(kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": free_port()}))
     assert daemon.cli("off", "left").returncode == 0
     assert daemon.status("left")["flame"] == "out"
+
+
+def test_text_commands_and_timer_actions_over_mqtt(tmp_path, broker, watcher, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker)))
+    online(watcher)
+    watcher.publish(f"{BASE}/cmd/text", "十分钟后关右灶")
+    reply = watcher.wait_json(f"{BASE}/result", lambda r: r.get("action") == "timer")
+    assert reply["ok"] and reply["understood"] == {
+        "action": "timer",
+        "burner": "kitchen/right",
+        "in": 600,
+    }
+    timer_id = reply["timer"]["id"]
+    state = watcher.wait_json(
+        f"{BASE}/state", lambda s: s["burners"]["right"]["next_cut"] is not None
+    )
+    assert state["burners"]["left"]["next_cut"] is None
+    watcher.publish(f"{BASE}/cmd/text", json.dumps({"id": "tx", "text": "关掉中间的火"}))
+    bad = watcher.wait_json(f"{BASE}/result", lambda r: r.get("id") == "tx")
+    assert bad["ok"] is False and bad["code"] == "unknown_burner"
+    watcher.publish(
+        f"{BASE}/cmd", {"id": "c", "action": "cancel", "timer": timer_id, "ts": time.time()}
+    )
+    assert watcher.wait_json(f"{BASE}/result", lambda r: r.get("id") == "c")["ok"]
+    watcher.publish(f"{BASE}/cmd", {"id": "t", "action": "timer", "burner": "left", "in": "1s"})
+    assert watcher.wait_json(f"{BASE}/result", lambda r: r.get("id") == "t")["ok"]
+    wait_for(lambda: daemon.status("left")["flame"] == "out", 6, daemon.log)
+    watcher.publish(
+        f"{BASE}/cmd", {"id": "b", "action": "timer", "burner": "left", "in": "10 years"}
+    )
+    assert (
+        watcher.wait_json(f"{BASE}/result", lambda r: r.get("id") == "b")["code"] == "bad_command"
+    )

@@ -144,3 +144,22 @@ def test_bad_cron_and_window_config_are_refused(tmp_path) -> None:
     assert "schedules[0]: cron '61 25 * * *' is not valid" in text
     assert "lock_windows[0]: a lock window needs different start and end times" in text
     assert "timezone: unknown time zone 'Mars/Olympus'" in text
+
+
+def test_say_in_chinese_and_english_through_the_daemon(tmp_path, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path, pulse_s=0.5))
+    off = daemon.cli("say", "关掉左边的火")
+    assert off.returncode == 0 and off.stdout.startswith("kitchen/left: shut off"), off.stderr
+    assert daemon.status("left")["flame"] == "out" and daemon.status("right")["flame"] == "lit"
+    assert daemon.status("left")["last_shutoff"]["source"] == "voice"
+    timer = daemon.cli("say", "turn off the right burner in 10 minutes")
+    assert timer.returncode == 0 and "timer t-" in timer.stdout
+    assert [t["burners"] for t in timers(daemon)] == [["kitchen/right"]]
+    cancel = daemon.cli("say", "取消定时")
+    assert cancel.returncode == 0 and timers(daemon) == []
+    unknown = daemon.cli("say", "关掉中间的火")
+    assert unknown.returncode == 2 and "no middle burner" in unknown.stderr
+    assert daemon.cli("lock", "right").returncode == 0
+    unlock = daemon.cli("say", "解锁右灶")
+    assert unlock.returncode == 2 and "not accepted from voice" in unlock.stderr
+    assert daemon.status("right")["mode"] == "locked"
