@@ -255,6 +255,52 @@ class LockWindowConfig(_Model):
         return t >= self.start or t < self.end
 
 
+class FlameInputConfig(_Model):
+    """A flame sensor for one burner: a thermocouple millivolt tap or an on/off sensor."""
+
+    burner: str = Field(min_length=1)
+    topic: str = Field(min_length=1, pattern=r"^[^#+]+$")
+    lit_above_mv: float | None = Field(
+        None, gt=0, le=100, description="Millivolt payloads: lit at or above this."
+    )
+    payload_lit: str = "ON"
+    payload_out: str = "OFF"
+    stale_s: float = Field(30, gt=0, le=3600, description="No reading for this long: unknown.")
+
+
+class BinaryInputConfig(_Model):
+    topic: str = Field(min_length=1, pattern=r"^[^#+]+$")
+    payload_on: str = "ON"
+    payload_off: str = "OFF"
+
+
+class AlarmInputConfig(BinaryInputConfig):
+    name: Slug
+    kind: Literal["gas", "smoke", "co"] = "gas"
+
+
+class PresenceInputConfig(_Model):
+    topic: str = Field(min_length=1, pattern=r"^[^#+]+$")
+    payload_away: str = "not_home"
+
+
+class InputsConfig(_Model):
+    flame: list[FlameInputConfig] = Field(default_factory=list)
+    motion: list[BinaryInputConfig] = Field(default_factory=list)
+    alarms: list[AlarmInputConfig] = Field(default_factory=list)
+    presence: PresenceInputConfig | None = None
+
+
+class RulesConfig(_Model):
+    max_flame_on_min: float | None = Field(None, gt=0, le=24 * 60)
+    unattended_min: float | None = Field(None, gt=0, le=24 * 60)
+    warning_lead_s: float = Field(60, ge=0, le=3600)
+    snooze_max_min: float = Field(30, ge=0, le=240)
+    confirm_s: float = Field(30, ge=1, le=600, description="Flame must be seen out by then.")
+    alarm_lock: bool = True
+    away_shutoff: bool = True
+
+
 def _local_zone() -> str:
     try:
         import tzlocal
@@ -297,6 +343,8 @@ class Config(_Model):
     timezone: str = Field(default_factory=_local_zone, description="IANA name, e.g. Asia/Shanghai")
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     lock_windows: list[LockWindowConfig] = Field(default_factory=list)
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
 
     @field_validator("timezone")
     @classmethod
@@ -355,10 +403,14 @@ class Config(_Model):
         burner_names = {b.id for s in self.stoves for b in s.burners} | {s.id for s in self.stoves}
         burner_names |= {f"{s.id}/{b.id}" for s in self.stoves for b in s.burners} | {"all"}
         targets = [(f"schedules[{i}]", s.burners) for i, s in enumerate(self.schedules)]
+        targets += [(f"inputs.flame[{i}]", f.burner) for i, f in enumerate(self.inputs.flame)]
         targets += [(f"lock_windows[{i}]", w.burners) for i, w in enumerate(self.lock_windows)]
         for where, name in targets:
             if name not in burner_names:
                 problems.append(f"{where}.burners: no burner or stove {name!r}")
+        uses_inputs = self.inputs.flame or self.inputs.motion or self.inputs.alarms
+        if self.mqtt is None and (uses_inputs or self.inputs.presence):
+            problems.append("inputs: sensor inputs come over MQTT: add the mqtt: section")
         if self.mqtt is None:
             for relay_id, relay in self.relays.items():
                 if isinstance(relay, MqttRelayConfig):
@@ -500,6 +552,12 @@ _FIELD_NAMES = {
         MqttRelayConfig,
         ScheduleConfig,
         LockWindowConfig,
+        FlameInputConfig,
+        BinaryInputConfig,
+        AlarmInputConfig,
+        PresenceInputConfig,
+        InputsConfig,
+        RulesConfig,
     )
     for name in _fields_of(model)
 }

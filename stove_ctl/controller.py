@@ -104,6 +104,7 @@ class Controller:
         state: StateStore,
         clock: Clock,
         trust: TrustConfig | None = None,
+        confirm_s: float = 30.0,
     ) -> None:
         self._burners: dict[str, _Burner] = {}
         for spec in burners:
@@ -114,6 +115,7 @@ class Controller:
         self.state = state
         self.clock = clock
         self.trust = trust or TrustConfig()
+        self.confirm_s = confirm_s
         self.started_at: float | None = None
         self._pollers: set[asyncio.Task[None]] = set()
         # Extensions: actions handled elsewhere (timers, rules), and extra status fields.
@@ -279,6 +281,9 @@ class Controller:
                     f"{self.trust.max_command_age_s:g} s is accepted",
                 )
 
+    def burners(self) -> list[_Burner]:
+        return list(self._burners.values())
+
     def vocabulary(self) -> dict[str, str]:
         """Words that name each burner, for text commands."""
         return burner_vocabulary(
@@ -343,6 +348,8 @@ class Controller:
             record.cut_latency_ms = latency
             shutoff.cut_confirmed.set_result(None)
             self._save()
+            if burner.spec.flame is not None and burner.spec.flame.flame() is not None:
+                self._spawn(burner, self._verify_flame_out(burner, record, started))
             await self.clock.sleep(burner.spec.pulse_s)
             restored = await self._drive(
                 burner, cut=False, source=record.source, command_id=record.command_id
@@ -357,6 +364,63 @@ class Controller:
             for future in (shutoff.cut_confirmed, shutoff.done):
                 if not future.done():
                     future.set_result(None)
+
+    async def _flame_out_within(self, burner: _Burner, seconds: float) -> bool:
+        assert burner.spec.flame is not None
+        deadline = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < deadline:
+            if burner.spec.flame.flame() is False:
+                return True
+            await self.clock.sleep(0.2)
+        return burner.spec.flame.flame() is False
+
+    async def _verify_flame_out(
+        self, burner: _Burner, record: ShutoffRecord, started: float
+    ) -> None:
+        """Closed loop (invariant 6): the flame must be seen out within confirm_s of
+        the cut; else cut again; still lit, lock the burner and raise an alarm."""
+        source, command_id = record.source, record.command_id
+        if await self._flame_out_within(burner, self.confirm_s):
+            self._emit(
+                "flame_out_confirmed",
+                burner,
+                source=source,
+                command_id=command_id,
+                latency_ms=self._ms_since(started),
+            )
+            return
+        self._emit(
+            "fault",
+            burner,
+            source=source,
+            command_id=command_id,
+            detail={
+                "error": f"flame still lit {self.confirm_s:g} s after the cut; cutting again",
+                "type": "FlameNotOut",
+            },
+        )
+        again = Command.model_validate(
+            {"action": "shutoff", "source": source, "id": f"{command_id or 'retry'}"[:60] + "-2"}
+        )
+        retry, _ = self._start_shutoff(burner, again)
+        await retry.cut_confirmed
+        if await self._flame_out_within(burner, self.confirm_s):
+            self._emit(
+                "flame_out_confirmed",
+                burner,
+                source=source,
+                command_id=again.id,
+                latency_ms=self._ms_since(started),
+            )
+            return
+        self._emit(
+            "alarm",
+            burner,
+            source=source,
+            command_id=command_id,
+            detail={"error": "flame still lit after two cuts: burner locked, check it now"},
+        )
+        self._lock(burner, Command(action="lock", source="rule", id="flame-not-out"))
 
     async def _shutoff_all(
         self, targets: list[_Burner], cmd: Command, wait: Wait, timeout_s: float | None

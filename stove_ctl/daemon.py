@@ -61,6 +61,8 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
             await runtime.controller.start()
             if runtime.timers is not None:
                 runtime.timers.start()
+            if runtime.rules is not None:
+                runtime.rules.start()
             await server.start()
             if api is not None:
                 await api.start()
@@ -82,6 +84,8 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
             await server.stop()
             if runtime.timers is not None:
                 runtime.timers.stop()
+            if runtime.rules is not None:
+                await runtime.rules.stop()
             await runtime.controller.stop()
             if api is not None:
                 await api.stop()  # after the controller: its last events and state go out

@@ -18,6 +18,7 @@ from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
 from stove_ctl.events import EventLog
 from stove_ctl.mqtt_api import link_settings
 from stove_ctl.relay import FlameInput, Relay
+from stove_ctl.rules import MqttFlame, MqttInputs, RuleEngine
 from stove_ctl.state import StateStore
 from stove_ctl.timers import TimerService
 
@@ -34,6 +35,8 @@ class Runtime:
     sim_stoves: dict[str, hardware.Stove] = field(default_factory=dict)
     relay_link: BrokerLink | None = None
     timers: TimerService | None = None
+    rules: RuleEngine | None = None
+    inputs: MqttInputs | None = None
 
     async def start(self, connect_wait_s: float = 5.0) -> None:
         """Connect the MQTT relays' broker link (in the background if it is away)."""
@@ -130,6 +133,13 @@ def build(config: Config, clock: Clock) -> Runtime:
     relays: dict[str, Relay] = {}
     boards: dict[str, hardware.SimRelay] = {}
     relay_link: BrokerLink | None = None
+    inputs = config.inputs
+    if config.mqtt is not None and (
+        inputs.flame or inputs.motion or inputs.alarms or inputs.presence
+    ):
+        relay_link = BrokerLink(
+            link_settings(config.mqtt, f"{config.mqtt.client_id}-devices", None)
+        )
     for relay_id, relay_cfg in config.relays.items():
         if isinstance(relay_cfg, SimulatedRelayConfig):
             board = hardware.SimRelay(
@@ -144,7 +154,7 @@ def build(config: Config, clock: Clock) -> Runtime:
         elif isinstance(relay_cfg, MqttRelayConfig):
             assert config.mqtt is not None  # checked by the config
             if relay_link is None:
-                client_id = f"{config.mqtt.client_id}-relays"
+                client_id = f"{config.mqtt.client_id}-devices"
                 relay_link = BrokerLink(link_settings(config.mqtt, client_id, None))
             relays[relay_id] = build_mqtt_relay(relay_id, relay_cfg, relay_link)
 
@@ -166,6 +176,18 @@ def build(config: Config, clock: Clock) -> Runtime:
                 if relay_cfg.start_lit:
                     physical.light_and_hold()
                 flame = SimulatedFlame(physical)
+            for sensor in config.inputs.flame:
+                names = (burner_cfg.id, f"{stove_cfg.id}/{burner_cfg.id}")
+                if sensor.burner in names and relay_link is not None:
+                    mqtt_flame = MqttFlame(
+                        clock,
+                        sensor.lit_above_mv,
+                        sensor.payload_lit,
+                        sensor.payload_out,
+                        sensor.stale_s,
+                    )
+                    relay_link.subscribe(sensor.topic, mqtt_flame.update)
+                    flame = mqtt_flame
             specs.append(
                 BurnerSpec(
                     stove=stove_cfg.id,
@@ -179,7 +201,11 @@ def build(config: Config, clock: Clock) -> Runtime:
                     aliases=tuple(burner_cfg.aliases),
                 )
             )
-    controller = Controller(specs, events, store, clock, config.trust)
+    controller = Controller(
+        specs, events, store, clock, config.trust, confirm_s=config.rules.confirm_s
+    )
+    rules = RuleEngine(controller, events, clock, config.rules)
+    mqtt_inputs = MqttInputs(relay_link, config.inputs, rules) if relay_link is not None else None
     timers = TimerService(
         controller,
         events,
@@ -189,4 +215,6 @@ def build(config: Config, clock: Clock) -> Runtime:
         schedules=config.schedules,
         lock_windows=config.lock_windows,
     )
-    return Runtime(controller, events, relays, boards, stoves, relay_link, timers)
+    return Runtime(
+        controller, events, relays, boards, stoves, relay_link, timers, rules, mqtt_inputs
+    )

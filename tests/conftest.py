@@ -64,6 +64,8 @@ def make_kitchen(
     trust: TrustConfig | None = None,
     lit: bool = True,
     events_path: Path | str | None = "default",
+    contact_ohm: dict[str, float] | None = None,
+    confirm_s: float = 30.0,
 ) -> Kitchen:
     wirings = wirings or {"left": Wiring.NC_SERIES, "right": Wiring.NC_SERIES}
     clock = ManualClock()
@@ -72,7 +74,11 @@ def make_kitchen(
     relay = SimulatedRelay("board", board)
     specs = []
     for channel, (name, wiring) in enumerate(wirings.items(), start=1):
-        physical = stove.add_burner(name, hardware.Wiring(wiring.value))
+        physical = stove.add_burner(
+            name,
+            hardware.Wiring(wiring.value),
+            contact_resistance_ohm=(contact_ohm or {}).get(name, 0.005),
+        )
         board.attach(channel, physical.contact)
         if lit:
             if wiring is Wiring.NO_SERIES:
@@ -91,7 +97,9 @@ def make_kitchen(
         )
     path = state_dir / "events.db" if events_path == "default" else events_path
     events = EventLog(Path(path) if path is not None else None)
-    controller = Controller(specs, events, StateStore(state_dir / "state.json"), clock, trust)
+    controller = Controller(
+        specs, events, StateStore(state_dir / "state.json"), clock, trust, confirm_s=confirm_s
+    )
     return Kitchen(clock, board, stove, controller, events, state_dir)
 
 

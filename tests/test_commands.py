@@ -28,7 +28,7 @@ def test_source_cannot_be_claimed_by_the_sender() -> None:
         (
             {"action": "explode"},
             "unknown_action",
-            "unknown action 'explode' (known: shutoff, lock, unlock, status)",
+            "unknown action 'explode' (known: shutoff, timer, cancel, extend, timers, lock, unlock, status, snooze)",
         ),
         ({"action": 7}, "unknown_action", "unknown action 7"),
         (
@@ -64,3 +64,28 @@ def test_bad_commands_are_refused(data: object, code: str, message: str) -> None
         parse_command(data, source="mqtt")
     assert err.value.code == code
     assert message in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"action": "timer", "burner": "left"},
+            "a timer needs exactly one of 'in' (a delay) or 'at' (a time)",
+        ),
+        ({"action": "timer", "burner": "left", "in": 60, "at": "18:30"}, "exactly one of"),
+        ({"action": "timer", "burner": "left", "in": 0}, "in: a delay must be more than 0"),
+        ({"action": "timer", "burner": "left", "in": -60}, "in: a delay must be more than 0"),
+        ({"action": "timer", "burner": "left", "in": "10 years"}, "unknown unit 'years'"),
+        ({"action": "timer", "burner": "left", "in": 315360000}, "more than 24 hours"),
+        ({"action": "timer", "burner": "left", "in": "soon"}, "cannot read 'soon' as a duration"),
+        ({"action": "timer", "burner": "left", "in": True}, "a duration is a number of seconds"),
+        ({"action": "extend", "timer": "t-1"}, "extend needs 'in'"),
+        ({"action": "snooze", "burner": "left"}, "snooze needs 'in'"),
+        ({"action": "cancel"}, "say which timer (its id) or which burner to cancel"),
+    ],
+)
+def test_bad_timer_commands(data: dict, message: str) -> None:
+    with pytest.raises(CommandError) as err:
+        parse_command(data, source="mqtt")
+    assert err.value.code == "bad_command" and message in err.value.message

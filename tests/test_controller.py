@@ -43,6 +43,7 @@ def test_shutoff_cuts_holds_restores_and_the_flame_stays_out(kitchen_factory, wi
         assert k.kinds(LEFT) == [
             "cut_commanded",
             "cut_confirmed",
+            "flame_out_confirmed",  # the closed loop: the flame input saw it go out
             "restore_commanded",
             "restore_confirmed",
         ]
