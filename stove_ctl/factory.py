@@ -204,7 +204,9 @@ def build(config: Config, clock: Clock) -> Runtime:
     controller = Controller(
         specs, events, store, clock, config.trust, confirm_s=config.rules.confirm_s
     )
-    rules = RuleEngine(controller, events, clock, config.rules)
+    rules = RuleEngine(
+        controller, events, clock, config.rules, watches_motion=bool(config.inputs.motion)
+    )
     mqtt_inputs = MqttInputs(relay_link, config.inputs, rules) if relay_link is not None else None
     timers = TimerService(
         controller,

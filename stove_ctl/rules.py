@@ -41,6 +41,9 @@ class RuleEngine:
         self.events = events
         self.clock = clock
         self.rules = rules
+        # Without a motion input nobody can be seen, so "unattended" would only be a
+        # second max-flame-on timer: it is off.
+        self.watches_motion = watches_motion
         self.watch: dict[str, _Watch] = {}
         self.last_motion = clock.monotonic()  # nobody knows better at start: assume present
         self.active_alarms: set[str] = set()
@@ -99,7 +102,7 @@ class RuleEngine:
             out.append(
                 (w.lit_since + self.rules.max_flame_on_min * 60 + w.snoozed_s, "max_flame_on")
             )
-        if self.rules.unattended_min:
+        if self.rules.unattended_min and self.watches_motion:
             seen = max(self.last_motion, w.lit_since)
             out.append((seen + self.rules.unattended_min * 60 + w.snoozed_s, "unattended"))
         return out
