@@ -35,7 +35,12 @@ class _Watch:
 
 class RuleEngine:
     def __init__(
-        self, controller: Controller, events: EventLog, clock: Clock, rules: RulesConfig
+        self,
+        controller: Controller,
+        events: EventLog,
+        clock: Clock,
+        rules: RulesConfig,
+        watches_motion: bool = True,
     ) -> None:
         self.controller = controller
         self.events = events
