@@ -75,6 +75,7 @@ class _Burner:
     fault: str | None = None  # the last relay action failed and is being retried
     link_fault: str | None = None  # polling cannot read the relay
     reasserting: bool = False
+    driving: int = 0  # relay actions in progress (retries included)
     relay_cut: bool | None = None  # last confirmed state of the circuit
     shutoff: _Shutoff | None = None  # the one in flight, if any
     last_shutoff: ShutoffRecord | None = None
@@ -240,6 +241,8 @@ class Controller:
             raise
         if cmd.action == "status":
             return self.status()
+        if cmd.action == "timers":  # a read: no event
+            return await self.handlers["timers"](cmd, targets)
         self._emit(
             "command",
             source=cmd.source,
@@ -550,10 +553,28 @@ class Controller:
         ``device_pulse_s`` a cut uses the relay's own auto-off where it has one
         (invariant 2), so the circuit comes back even if this daemon dies mid-pulse.
         """
+        started = since if since is not None else self.clock.monotonic()
+        burner.driving += 1
+        try:
+            return await self._drive_loop(
+                burner, cut, source, command_id, started, wanted, device_pulse_s
+            )
+        finally:
+            burner.driving -= 1
+
+    async def _drive_loop(
+        self,
+        burner: _Burner,
+        cut: bool,
+        source: str,
+        command_id: str | None,
+        started: float,
+        wanted: Callable[[], bool],
+        device_pulse_s: float | None,
+    ) -> float | None:
         spec = burner.spec
         want = spec.wiring.relay_on_for(cut)
         what = "cut" if cut else "restore"
-        started = since if since is not None else self.clock.monotonic()
         delays = backoff()
         attempt = 0
         while True:
@@ -625,7 +646,9 @@ class Controller:
         while True:
             await self.clock.sleep(relay.poll_s)
             for burner in burners:
-                if not burner.io.locked():  # busy burners are being confirmed anyway
+                # A burner whose relay is being driven (or retried) is being read back
+                # anyway; polling it would only hold up the retries.
+                if not burner.io.locked() and not burner.driving:
                     await self._check_external(burner)
 
     async def _check_external(self, burner: _Burner) -> None:

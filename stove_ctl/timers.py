@@ -156,6 +156,7 @@ class TimerService:
         self.events.emit(
             "timer_fired",
             now,
+            burner=burners[0] if len(burners) == 1 else None,
             source="timer",
             command_id=timer_id,
             detail={"action": action, "burners": burners, "late_s": late_s},
@@ -195,6 +196,7 @@ class TimerService:
         self.events.emit(
             "timer_set",
             self.clock.time(),
+            burner=keys[0] if len(keys) == 1 else None,
             source=cmd.source,
             command_id=cmd.id,
             detail={"timer": timer_id, "burners": keys, "due": due.isoformat()},
@@ -227,9 +229,11 @@ class TimerService:
         for job in jobs:
             cancelled.append(self._describe(job.id))
             job.remove()
+            burners = job.kwargs["burners"]
             self.events.emit(
                 "timer_cancelled",
                 self.clock.time(),
+                burner=burners[0] if len(burners) == 1 else None,
                 source=cmd.source,
                 command_id=cmd.id,
                 detail={"timer": job.id, "burners": job.kwargs["burners"]},

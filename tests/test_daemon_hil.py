@@ -63,6 +63,7 @@ def test_off_status_and_events_from_the_users_side(tmp_path: Path, daemons) -> N
         "command",
         "cut_commanded",
         "cut_confirmed",
+        "flame_out_confirmed",
         "restore_commanded",
         "restore_confirmed",
     ]
@@ -90,11 +91,12 @@ def test_events_follow_streams_new_events(tmp_path: Path, daemons) -> None:
         first = follower.stdout.readline()
         assert "daemon_start" in first
         assert daemon.cli("off", "right").returncode == 0
-        lines = [follower.stdout.readline() for _ in range(5)]
+        lines = [follower.stdout.readline() for _ in range(6)]
         assert [line.split()[2] for line in lines] == [
             "command",
             "cut_commanded",
             "cut_confirmed",
+            "flame_out_confirmed",
             "restore_commanded",
             "restore_confirmed",
         ]

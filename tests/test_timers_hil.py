@@ -125,8 +125,8 @@ def test_lock_window_the_daemon_starts_inside_cuts_and_holds(tmp_path, daemons) 
     wait_for(lambda: daemon.status("left")["mode"] == "locked", 5, daemon.log)
     assert daemon.status("right")["mode"] == "locked"
     assert daemon.status("left")["lock"]["command_id"] == "window:night"
-    assert daemon.relay_outputs() == {"1": True, "2": True}
-    assert daemon.status("left")["flame"] == "out"
+    wait_for(lambda: daemon.relay_outputs() == {"1": True, "2": True}, 5, daemon.log)
+    wait_for(lambda: daemon.status("left")["flame"] == "out", 5, daemon.log)
     listed = timers(daemon)
     assert {t["name"] for t in listed} >= {"lock window night start"}
 
