@@ -140,14 +140,19 @@ class _RelayDevice(_Device):
         self.board = board
         self._auto_off: dict[int, threading.Timer] = {}
 
+    # Whether the firmware reports a command that changes nothing (Shelly does not).
+    reports_repeats = True
+
     def _switch(self, channel: int, on: bool, auto_off_s: float | None = None) -> None:
+        changed = self.board.get(channel) != on
         timer = self._auto_off.pop(channel, None)
         if timer is not None:
             timer.cancel()
         self.board.set(channel, on)
         if on and auto_off_s and channel not in self.board.stuck:
             self._auto_off[channel] = self.after(auto_off_s, lambda: self._auto(channel))
-        self.report(channel)
+        if changed or self.reports_repeats:
+            self.report(channel)
 
     def _auto(self, channel: int) -> None:
         self._auto_off.pop(channel, None)
@@ -277,6 +282,8 @@ class Zigbee2MqttRelay(_RelayDevice):
 
 
 class ShellyGen2Relay(_RelayDevice):
+    reports_repeats = False  # Shelly notifies status changes, not repeats
+
     def __init__(
         self,
         board: SimRelay,
@@ -343,17 +350,6 @@ class ShellyGen2Relay(_RelayDevice):
         else:
             reply["error"] = {"code": -103, "message": "Invalid argument"}
         self.publish(f"{request['src']}/rpc", json.dumps(reply))
-
-    def _switch(self, channel: int, on: bool, auto_off_s: float | None = None) -> None:
-        changed = self.board.get(channel) != on
-        timer = self._auto_off.pop(channel, None)
-        if timer is not None:
-            timer.cancel()
-        self.board.set(channel, on)
-        if on and auto_off_s and channel not in self.board.stuck:
-            self._auto_off[channel] = self.after(auto_off_s, lambda: self._auto(channel))
-        if changed:
-            self.report(channel)  # Shelly notifies status changes, not repeats
 
 
 class EsphomeRelay(_RelayDevice):

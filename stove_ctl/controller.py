@@ -168,10 +168,7 @@ class Controller:
         self._save()
 
     def _spawn(self, burner: _Burner, work: Awaitable[Any]) -> asyncio.Task[Any]:
-        async def run() -> Any:
-            return await work
-
-        task = asyncio.ensure_future(run())
+        task = asyncio.ensure_future(work)
         burner.background.add(task)
         task.add_done_callback(burner.background.discard)
         task.add_done_callback(_log_crash)

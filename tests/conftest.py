@@ -115,3 +115,48 @@ def kitchen_factory(tmp_path: Path) -> Callable[..., Kitchen]:
     yield factory  # type: ignore[misc]
     for kitchen in made:
         kitchen.events.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A real Mosquitto on a free loopback port, for this test only."""
+    from tests.broker import Mosquitto
+
+    b = Mosquitto(tmp_path).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def daemons():
+    """Start real daemon processes from configs; kill whatever is left at the end."""
+    from tests.daemon import Daemon
+
+    started: list[Daemon] = []
+
+    def start(config: Path) -> Daemon:
+        daemon = Daemon(config).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def cleanup():
+    """Things to stop at the end of a test: daemons (killed) and anything with stop()."""
+    from tests.daemon import Daemon
+
+    things: list[Any] = []
+    yield things
+    for thing in reversed(things):
+        if isinstance(thing, Daemon):
+            if thing.proc is not None and thing.proc.poll() is None:
+                thing.proc.kill()
+                thing.proc.wait(timeout=10)
+        else:
+            thing.stop()

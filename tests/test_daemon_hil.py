@@ -14,25 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, cli_no_config, kitchen_config, wait_for
+from tests.daemon import cli_no_config, kitchen_config, wait_for
 
 pytestmark = pytest.mark.hil
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(config: Path) -> Daemon:
-        daemon = Daemon(config).start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(timeout=10)
 
 
 def test_off_status_and_events_from_the_users_side(tmp_path: Path, daemons) -> None:

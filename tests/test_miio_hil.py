@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from miio import MiotDevice
@@ -19,22 +18,6 @@ def kitchen():
     k = miio_kitchen()
     yield k
     k.sim.stop()
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(config: Path) -> Daemon:
-        daemon = Daemon(config).start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(timeout=10)
 
 
 def test_off_closes_the_valve_and_the_circuit_is_restored(

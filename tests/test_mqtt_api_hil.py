@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.broker import Mosquitto
-from tests.daemon import Daemon, kitchen_config, wait_for
+from tests.daemon import kitchen_config, wait_for
 from tests.mqtt_watch import Watcher
 
 pytestmark = pytest.mark.hil
 
 BASE = "stove_ctl/kitchen"
-
-
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(config: Path) -> Daemon:
-        daemon = Daemon(config).start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -21,26 +21,6 @@ pytestmark = pytest.mark.hil
 BASE = "stove_ctl/kitchen"
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def cleanup():
-    things: list[Any] = []
-    yield things
-    for thing in reversed(things):
-        if isinstance(thing, Daemon):
-            if thing.proc is not None and thing.proc.poll() is None:
-                thing.proc.kill()
-                thing.proc.wait(timeout=10)
-        else:
-            thing.stop()
-
-
 def kitchen(channels: int) -> tuple[hardware.Stove, hardware.SimRelay]:
     stove = hardware.Stove(RealTimeClock())
     board = hardware.SimRelay(channels=channels)

@@ -17,19 +17,6 @@ BASE = "stove_ctl/kitchen"
 PASSWORD = "s3cret-Pa55-w0rd"
 
 
-@pytest.fixture
-def cleanup():
-    things: list = []
-    yield things
-    for thing in reversed(things):
-        if isinstance(thing, Daemon):
-            if thing.proc is not None and thing.proc.poll() is None:
-                thing.proc.kill()
-                thing.proc.wait(timeout=10)
-        else:
-            thing.stop()
-
-
 def password_broker(tmp_path: Path) -> Mosquitto:
     passwords = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "stove", PASSWORD], check=True)

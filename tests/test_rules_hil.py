@@ -22,13 +22,6 @@ GAS = "sensors/binary_sensor/gas/state"
 
 
 @pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def rig(tmp_path, broker):
     """Two lit burners on a Tasmota relay, a thermocouple sensor each, motion, gas alarm."""
     stove, board = kitchen(2)

@@ -15,22 +15,6 @@ from tests.daemon import Daemon, kitchen_config, wait_for
 pytestmark = pytest.mark.hil
 
 
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-
-    def start(config: Path) -> Daemon:
-        daemon = Daemon(config).start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(timeout=10)
-
-
 def with_extra(config: Path, **extra: object) -> Path:
     data = yaml.safe_load(config.read_text())
     data.update(extra)
