@@ -139,6 +139,7 @@ class MqttRelayConfig(_Model):
     state_json_path: str | None = None
     availability_topic: str | None = None
     payload_available: str = "online"
+    payload_not_available: str = "offline"
 
     @model_validator(mode="after")
     def _check(self) -> MqttRelayConfig:

@@ -175,7 +175,8 @@ class Controller:
         return task
 
     async def _reconcile(self, burner: _Burner) -> None:
-        """Start-up: re-assert locks; restore an unlocked burner found cut."""
+        """Start-up: re-assert locks; finish (hold, then restore) a cut found on an
+        unlocked burner; make an owed shutoff."""
         lock = burner.lock
         if lock is not None:
             done = await self._drive(
@@ -201,23 +202,24 @@ class Controller:
             found_cut = burner.spec.wiring.is_cut(await burner.spec.relay.read(burner.spec.channel))
         except RelayError as exc:
             log.warning("%s: cannot read relay at start-up (%s); restoring", burner.spec.key, exc)
-            found_cut = True
+            await self._drive(
+                burner,
+                cut=False,
+                source="startup",
+                command_id=None,
+                wanted=lambda: not burner.pulsing,
+            )
+            return
         if not found_cut:
             burner.relay_cut = False
             return
-        restored = await self._drive(
-            burner,
-            cut=False,
-            source="startup",
-            command_id=None,
-            wanted=lambda: not burner.pulsing,
-        )
-        if restored is not None and last is not None and last.outcome == "cutting":
-            # A shutoff the previous daemon did not finish: this restore ends it.
-            burner.last_shutoff = last.model_copy(
-                update={"outcome": "restored", "restored_at": self.clock.time()}
-            )
-            self._save()
+        # Found cut and not locked: a pulse the previous daemon did not finish, or a
+        # cut someone made (Mi Home, a button) while we were starting. Either way it is
+        # held for a full pulse_s before it is restored: a cut never ends early.
+        burner.relay_cut = True
+        interrupted = last is not None and last.outcome == "cutting"
+        command_id = (last.command_id if interrupted and last else None) or "startup"
+        self._start_shutoff(burner, Command(action="shutoff", source="startup", id=command_id))
 
     # -- commands ----------------------------------------------------------------
 

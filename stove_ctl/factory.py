@@ -82,7 +82,7 @@ def build_miio(relay_id: str, cfg: MiioRelayConfig) -> MiioRelay:
 def generic_preset(cfg: MqttRelayConfig) -> Preset:
     assert cfg.command_topic is not None and cfg.state_topic is not None
     availability = (
-        Availability(cfg.availability_topic, (cfg.payload_available,))
+        Availability(cfg.availability_topic, (cfg.payload_available,), (cfg.payload_not_available,))
         if cfg.availability_topic
         else None
     )

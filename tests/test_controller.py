@@ -163,15 +163,27 @@ def test_lock_is_persisted_and_reasserted_at_start_up(kitchen_factory, tmp_path:
     run(second_run())
 
 
-def test_start_up_restores_an_unlocked_burner_found_cut(kitchen_factory) -> None:
+def test_start_up_holds_a_cut_found_on_an_unlocked_burner_then_restores_it(
+    kitchen_factory,
+) -> None:
     async def body() -> None:
         k: Kitchen = kitchen_factory()
-        k.board.set(1, True)  # left cut: a daemon died mid-pulse
+        k.board.set(1, True)  # left cut: a daemon died mid-pulse, or XiaoAi cut it just now
         await k.controller.start()
         await k.advance(0.1)
-        assert k.burner("left").circuit_intact
-        assert k.kinds(LEFT) == ["restore_commanded", "restore_confirmed"]
-        assert [e.source for e in k.log(LEFT)] == ["startup", "startup"]
+        assert not k.burner("left").circuit_intact  # not undone at once...
+        assert not k.burner("left").flame
+        await k.advance(3.0)
+        assert k.burner("left").circuit_intact  # ...restored after a full pulse
+        assert k.kinds(LEFT) == [
+            "cut_commanded",
+            "cut_confirmed",
+            "flame_out_confirmed",
+            "restore_commanded",
+            "restore_confirmed",
+        ]
+        assert {e.source for e in k.log(LEFT)} == {"startup"}
+        assert k.kinds("kitchen/right") == []  # an intact burner is left alone
 
     run(body())
 

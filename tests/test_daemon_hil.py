@@ -99,7 +99,8 @@ def test_sigkill_mid_pulse_then_restart_leaves_the_burner_restored(tmp_path: Pat
     assert daemon.relay_outputs()["1"] is True  # nobody restored it
 
     again = daemons(config)
-    wait_for(lambda: again.status("left")["circuit"] == "intact", 10, again.log)
+    # Held for a full pulse (10 s here) from the restart, then restored.
+    wait_for(lambda: again.status("left")["circuit"] == "intact", 20, again.log)
     assert again.relay_outputs()["1"] is False
     restore = [e for e in again.events() if e["kind"] == "restore_confirmed"]
     assert restore[-1]["source"] == "startup"

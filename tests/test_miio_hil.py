@@ -54,6 +54,7 @@ def test_device_pulse_restores_even_if_the_daemon_dies_mid_pulse(
 
 def test_external_xiaoai_cut_is_recorded_as_mihome_and_restored(tmp_path, kitchen, daemons) -> None:
     daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.5))
+    daemon.wait_reconciled()
     # What XiaoAi / the Mi Home app does: switch the relay on (= cut, nc_series), no countdown.
     MiotDevice(kitchen.host, TOKEN, timeout=2, mapping={}).set_property_by(3, 1, True)
     wait_for(lambda: not kitchen.burner("right").flame, 2)

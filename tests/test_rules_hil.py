@@ -128,3 +128,36 @@ def test_gas_alarm_cuts_and_locks_all_and_only_the_cli_may_unlock(tmp_path, brok
     finally:
         watcher.close()
         daemon.stop()
+
+
+def test_garbage_on_device_and_sensor_topics_changes_nothing(tmp_path, broker, rig) -> None:
+    stove, board, _motion, _gas = rig
+    daemon = Daemon(config(tmp_path, broker)).start()
+    watcher = Watcher(broker.port, ["nothing/#"])
+    try:
+        daemon.wait_reconciled()
+        for topic, payload in (
+            ("stat/hob/POWER1", b"MAYBE"),
+            ("stat/hob/POWER1", b"\xff\xfe\x00"),
+            ("stat/hob/RESULT", b"{not json"),
+            ("stat/hob/RESULT", b'{"POWER1": 42}'),
+            ("tele/hob/LWT", b"\xff"),
+            ("sensors/sensor/left_thermocouple/state", b"hot"),
+            ("sensors/sensor/left_thermocouple/state", b"\xff\xfe"),
+            (GAS, b"PANIC"),
+            (MOTION, b"\x00" * 5000),
+        ):
+            watcher.publish(topic, payload)
+        time.sleep(1.5)
+        assert daemon.proc.poll() is None
+        assert board.snapshot() == {1: False, 2: False}
+        assert stove.burners["left"].flame and stove.burners["right"].flame
+        assert [b["mode"] for b in daemon.request({"action": "status"})["burners"]] == [
+            "ready",
+            "ready",
+        ]
+        assert daemon.cli("off", "left").returncode == 0  # and it still works
+        assert not stove.burners["left"].flame
+    finally:
+        watcher.close()
+        daemon.stop()

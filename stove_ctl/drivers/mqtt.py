@@ -157,7 +157,13 @@ class MqttRelay:
                 value = _path(json.loads(text), spec.json_path)
             except ValueError:
                 value = text  # older firmwares publish the bare word
-        self.available = value in spec.online
+        if value in spec.online:
+            self.available = True
+        elif value in spec.offline:
+            self.available = False
+        else:
+            log.warning("relay %s: unknown availability %r; ignored", self.name, str(value)[:40])
+            return
         if not self.available:
             for channel in self._channels.values():
                 channel.state = None

@@ -30,6 +30,7 @@ class StateSource:
 class Availability:
     topic: str
     online: tuple[str, ...]
+    offline: tuple[str, ...]
     json_path: str | None = None  # e.g. "state" for {"state": "online"}
 
 
@@ -81,7 +82,7 @@ TASMOTA = Preset(
         StateSource("stat/{device}/RESULT", json_path="POWER{idx}"),
     ),
     query=("cmnd/{device}/POWER{idx}", ""),
-    availability=Availability("tele/{device}/LWT", ("Online",)),
+    availability=Availability("tele/{device}/LWT", ("Online",), ("Offline",)),
     pulse=Pulse(
         messages=(("cmnd/{device}/PulseTime{n}", "{hold}"), ("cmnd/{device}/POWER{idx}", "ON")),
         encode=tasmota_pulse_time,
@@ -97,7 +98,9 @@ ZIGBEE2MQTT = Preset(
     payload_off='{{"state{ep}": "OFF"}}',
     states=(StateSource("zigbee2mqtt/{device}", json_path="state{ep}"),),
     query=("zigbee2mqtt/{device}/get", '{{"state{ep}": ""}}'),
-    availability=Availability("zigbee2mqtt/{device}/availability", ("online",), "state"),
+    availability=Availability(
+        "zigbee2mqtt/{device}/availability", ("online",), ("offline",), "state"
+    ),
     pulse=Pulse(
         messages=(("zigbee2mqtt/{device}/set", '{{"state{ep}": "ON", "on_time": {hold}}}'),),
         encode=whole_seconds,
@@ -130,7 +133,7 @@ SHELLY_GEN2 = Preset(
         "{device}/rpc",
         '{{"id": {req}, "src": "{src}", "method": "Switch.GetStatus", "params": {{"id": {i}}}}}',
     ),
-    availability=Availability("{device}/online", ("true",)),
+    availability=Availability("{device}/online", ("true",), ("false",)),
     pulse=Pulse(
         messages=(
             (
@@ -149,7 +152,7 @@ ESPHOME = Preset(
     payload_on="ON",
     payload_off="OFF",
     states=(StateSource("{device}/switch/{name}/state"),),
-    availability=Availability("{device}/status", ("online",)),
+    availability=Availability("{device}/status", ("online",), ("offline",)),
 )
 
 PRESETS = {p.name: p for p in (TASMOTA, ZIGBEE2MQTT, SHELLY_GEN2, ESPHOME)}
