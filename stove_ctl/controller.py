@@ -644,9 +644,17 @@ class Controller:
         assert relay.poll_s
         while True:
             await self.clock.sleep(relay.poll_s)
+            # While any burner of this relay is being driven (or retried), the relay
+            # is being read back anyway; polling would only hold up the retries on a
+            # device that answers one request at a time.
+            if any(b.driving or b.io.locked() for b in burners):
+                continue
+            # A relay that does not answer is probed through one burner, not all.
+            if any(b.link_fault is not None for b in burners):
+                await self._check_external(burners[0])
+                if burners[0].link_fault is not None:
+                    continue
             for burner in burners:
-                # A burner whose relay is being driven (or retried) is being read back
-                # anyway; polling it would only hold up the retries.
                 if not burner.io.locked() and not burner.driving:
                     await self._check_external(burner)
 
