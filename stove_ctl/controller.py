@@ -240,15 +240,15 @@ class Controller:
             raise
         if cmd.action == "status":
             return self.status()
-        if cmd.action == "timers":  # a read: no event
-            return await self.handlers["timers"](cmd, targets)
+        handler = self.handlers.get(cmd.action)
+        if cmd.action == "timers" and handler is not None:  # a read: no event
+            return await handler(cmd, targets)
         self._emit(
             "command",
             source=cmd.source,
             command_id=cmd.id,
             detail={"action": cmd.action, "burner": cmd.burner or "all"},
         )
-        handler = self.handlers.get(cmd.action)
         if handler is not None:
             return await handler(cmd, targets)
         if cmd.action == "shutoff":

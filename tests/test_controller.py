@@ -413,3 +413,17 @@ def test_parse_at() -> None:
     ):
         with pytest.raises(CommandError, match=message):
             parse_at(bad, now)
+
+
+def test_actions_with_no_service_behind_them_are_refused_cleanly(kitchen_factory) -> None:
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()  # a controller with no timer service or rules
+        await k.controller.start()
+        for action, extra in (("timers", {}), ("timer", {"in": 60}), ("snooze", {"in": 60})):
+            with pytest.raises(CommandError) as err:
+                await k.do(action, "left", **extra)
+            assert err.value.code == "unknown_action"
+        await k.advance(0.5)
+        assert k.burner("left").flame
+
+    run(body())
