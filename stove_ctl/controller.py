@@ -382,39 +382,34 @@ class Controller:
         """Closed loop (invariant 6): the flame must be seen out within confirm_s of
         the cut; else cut again; still lit, lock the burner and raise an alarm."""
         source, command_id = record.source, record.command_id
-        if await self._flame_out_within(burner, self.confirm_s):
+        for attempt in (1, 2):
+            if await self._flame_out_within(burner, self.confirm_s):
+                self._emit(
+                    "flame_out_confirmed",
+                    burner,
+                    source=source,
+                    command_id=command_id,
+                    latency_ms=self._ms_since(started),
+                )
+                return
+            if attempt == 2:
+                break
             self._emit(
-                "flame_out_confirmed",
+                "fault",
                 burner,
                 source=source,
                 command_id=command_id,
-                latency_ms=self._ms_since(started),
+                detail={
+                    "error": f"flame still lit {self.confirm_s:g} s after the cut; cutting again",
+                    "type": "FlameNotOut",
+                },
             )
-            return
-        self._emit(
-            "fault",
-            burner,
-            source=source,
-            command_id=command_id,
-            detail={
-                "error": f"flame still lit {self.confirm_s:g} s after the cut; cutting again",
-                "type": "FlameNotOut",
-            },
-        )
-        again = Command.model_validate(
-            {"action": "shutoff", "source": source, "id": f"{command_id or 'retry'}"[:60] + "-2"}
-        )
-        retry, _ = self._start_shutoff(burner, again)
-        await retry.cut_confirmed
-        if await self._flame_out_within(burner, self.confirm_s):
-            self._emit(
-                "flame_out_confirmed",
-                burner,
-                source=source,
-                command_id=again.id,
-                latency_ms=self._ms_since(started),
+            command_id = f"{command_id or 'retry'}"[:60] + "-2"
+            again = Command.model_validate(
+                {"action": "shutoff", "source": source, "id": command_id}
             )
-            return
+            retry, _ = self._start_shutoff(burner, again)
+            await retry.cut_confirmed
         self._emit(
             "alarm",
             burner,
