@@ -131,7 +131,7 @@ def run_miio(broker: Mosquitto, tmp: Path, n: int, pulse: float) -> tuple[list[f
             lambda: pub.publish("stove_ctl/k/cmd", SHUTOFF, qos=1),
             arrivals,
             board,
-            lambda: daemon.status("b")["mode"] == "ready",
+            lambda: daemon.request({"action": "status"})["burners"][0]["mode"] == "ready",
             n,
         )
     finally:
@@ -184,7 +184,7 @@ def run_tasmota(
             lambda: pub.publish("stove_ctl/k/cmd", SHUTOFF, qos=1),
             lambda: list(times),
             board,
-            lambda: daemon.status("b")["mode"] == "ready",
+            lambda: daemon.request({"action": "status"})["burners"][0]["mode"] == "ready",
             n,
         )
     finally:
