@@ -66,15 +66,10 @@ class BrokerLink:
         self._stopping = False
         self._v5 = settings.protocol in ("auto", "5")
         self._client = self._make_client()
-        self.last_error: str | None = None
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
-
-    @property
-    def is_v5(self) -> bool:
-        return self._v5
 
     def _make_client(self) -> paho.Client:
         s = self.settings
@@ -179,7 +174,6 @@ class BrokerLink:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self.last_error = str(reason)
             log.warning("broker %s refused the connection: %s", self.settings.host, reason)
             if self._v5 and self.settings.protocol == "auto" and reason.value in (1, 132):
                 log.info("broker does not speak MQTT v5; falling back to v3.1.1")
@@ -189,7 +183,6 @@ class BrokerLink:
                 if self._loop is not None:
                     self._loop.call_soon_threadsafe(self._restart)
             return
-        self.last_error = None
         log.info(
             "connected to broker %s:%d (MQTT %s)",
             self.settings.host,

@@ -513,16 +513,12 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _fields_of(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
-
-
-def _describe(error: Any, raw: Any) -> str:
+def _describe(error: Any) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     if kind == "extra_forbidden":
         name = str(loc[-1])
-        hint = _suggest(name, loc)
+        hint = _suggest(name)
         return f"unknown field {name!r}{hint}"
     if kind == "missing":
         return "required field is missing"
@@ -560,11 +556,11 @@ _FIELD_NAMES = {
         InputsConfig,
         RulesConfig,
     )
-    for name in _fields_of(model)
+    for name in model.model_fields
 }
 
 
-def _suggest(name: str, loc: tuple[Any, ...]) -> str:
+def _suggest(name: str) -> str:
     close = difflib.get_close_matches(name, sorted(_FIELD_NAMES), n=1, cutoff=0.7)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -583,10 +579,10 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
                 path = path[:-1]  # the message names the unknown field itself
             loc = _location(path)
             if error["type"] == "value_error" and not error["loc"]:
-                for part in _describe(error, data).split("; "):
+                for part in _describe(error).split("; "):
                     problems.append(f"{source}: {part}")
                 continue
-            problems.append(f"{source}: {loc}: {_describe(error, data)}")
+            problems.append(f"{source}: {loc}: {_describe(error)}")
         raise ConfigError(problems) from None
 
 

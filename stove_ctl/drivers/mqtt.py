@@ -192,7 +192,7 @@ class MqttRelay:
         self._check_available()
         if state.state is not None:
             return state.state
-        await self._await_report(channel, state.version, None, query=True)
+        await self._await_report(channel, state.version, None)
         assert state.state is not None
         return state.state
 
@@ -221,13 +221,13 @@ class MqttRelay:
         since = state.version
         for topic, payload in messages:
             self.link.publish(self._fmt(topic, channel), self._fmt(payload, channel, hold=hold))
-        await self._await_report(channel, since, on, query=True)
+        await self._await_report(channel, since, on)
 
-    async def _await_report(self, channel: int, since: int, want: bool | None, query: bool) -> None:
-        """Wait for a state report newer than ``since`` (equal to ``want``, if given)."""
+    async def _await_report(self, channel: int, since: int, want: bool | None) -> None:
+        """Ask for the state (where the firmware can be asked) and wait for a report
+        newer than ``since`` (equal to ``want``, if given)."""
         state = self._channels[channel]
-        if query:
-            self._query(channel)
+        self._query(channel)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         seen_other = False
