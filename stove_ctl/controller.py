@@ -31,6 +31,7 @@ Wait = Literal["accepted", "confirmed", "done"]
 # How long a caller waits past the pulse for a shutoff to finish before it is told
 # "still in progress" (the shutoff itself carries on regardless).
 WAIT_SLACK_S = 10.0
+JOIN_MARGIN_S = 0.5  # a request joins a pulse only if it still gets this much cut time
 
 
 class Mode(enum.StrEnum):
@@ -65,6 +66,8 @@ class _Shutoff:
     cut_confirmed: asyncio.Future[None]
     done: asyncio.Future[None]
     task: asyncio.Task[None] | None = None
+    restoring: bool = False  # the hold is over: a new request needs a pulse of its own
+    after: asyncio.Future[None] | None = None  # the pulse this one waits to follow
 
 
 @dataclass
@@ -78,6 +81,7 @@ class _Burner:
     driving: int = 0  # relay actions in progress (retries included)
     relay_cut: bool | None = None  # last confirmed state of the circuit
     shutoff: _Shutoff | None = None  # the one in flight, if any
+    pulse_ends: float | None = None  # when the relay's own auto-off restores the circuit
     last_shutoff: ShutoffRecord | None = None
     lock_confirmed: asyncio.Future[None] | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -277,10 +281,11 @@ class Controller:
         if cmd.ts is not None:
             age = self.clock.time() - cmd.ts
             if abs(age) > self.trust.max_command_age_s:
+                when = f"{age:.0f} s old" if age > 0 else f"dated {-age:.0f} s in the future"
                 raise CommandError(
                     "stale",
-                    f"{cmd.action} is {age:.0f} s old; at most "
-                    f"{self.trust.max_command_age_s:g} s is accepted",
+                    f"{cmd.action} is {when}; at most "
+                    f"{self.trust.max_command_age_s:g} s either way is accepted",
                 )
 
     def burners(self) -> list[_Burner]:
@@ -318,9 +323,15 @@ class Controller:
     # -- shutoff -----------------------------------------------------------------
 
     def _start_shutoff(self, burner: _Burner, cmd: Command) -> tuple[_Shutoff, bool]:
-        """Start a shutoff, or join the one in flight (invariant 5). Returns (it, joined)."""
-        if burner.shutoff is not None and burner.pulsing:
-            return burner.shutoff, True
+        """Start a shutoff, or join the one in flight (invariant 5). Returns (it, joined).
+
+        Only a pulse still holding the circuit cut can be joined. Once its restore has
+        begun, the burner may be relit at any moment (a person at the knob), so a new
+        request gets a full pulse of its own, right after the restore.
+        """
+        current = burner.shutoff if burner.pulsing else None
+        if current is not None and self._joinable(burner, current):
+            return current, True
         loop = asyncio.get_running_loop()
         shutoff = _Shutoff(
             record=ShutoffRecord(
@@ -328,16 +339,29 @@ class Controller:
             ),
             cut_confirmed=loop.create_future(),
             done=loop.create_future(),
+            after=current.done if current is not None else None,
         )
         burner.shutoff = shutoff
         burner.last_shutoff = shutoff.record
         shutoff.task = self._spawn(burner, self._run_shutoff(burner, shutoff))
         return shutoff, False
 
+    def _joinable(self, burner: _Burner, shutoff: _Shutoff) -> bool:
+        """Will the circuit still be cut for a while after now? Where the relay times the
+        pulse itself, its auto-off may come well before our confirmation-based hold
+        ends (a slow read-back), so the device's own clock decides."""
+        if shutoff.restoring:
+            return False
+        ends = burner.pulse_ends
+        return ends is None or self.clock.monotonic() < ends - JOIN_MARGIN_S
+
     async def _run_shutoff(self, burner: _Burner, shutoff: _Shutoff) -> None:
         record = shutoff.record
         started = self.clock.monotonic()
         try:
+            if shutoff.after is not None:
+                await shutoff.after
+            burner.pulse_ends = None
             latency = await self._drive(
                 burner,
                 cut=True,
@@ -353,6 +377,7 @@ class Controller:
             if burner.spec.flame is not None and burner.spec.flame.flame() is not None:
                 self._spawn(burner, self._verify_flame_out(burner, record, started))
             await self.clock.sleep(burner.spec.pulse_s)
+            shutoff.restoring = True
             restored = await self._drive(
                 burner, cut=False, source=record.source, command_id=record.command_id
             )
@@ -578,6 +603,8 @@ class Controller:
                     return None
                 try:
                     if device_pulse_s and want and spec.relay.can_pulse(spec.channel):
+                        # Counted from before sending: the device starts no earlier.
+                        burner.pulse_ends = self.clock.monotonic() + device_pulse_s
                         await spec.relay.pulse(spec.channel, want, device_pulse_s)
                     else:
                         await spec.relay.set(spec.channel, want)

@@ -88,6 +88,34 @@ def test_concurrent_shutoffs_of_one_burner_coalesce_into_one_pulse(kitchen_facto
     run(body())
 
 
+def test_a_shutoff_during_the_restore_gets_a_pulse_of_its_own(kitchen_factory) -> None:
+    """Once a pulse is restoring, someone may relight at once: a request then is not
+    folded into the ending pulse (it would be answered ok and never cut)."""
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.do("shutoff", "left")
+        await k.advance(1.0)
+        k.board.offline = True  # the restore that follows the hold will need retries
+        await k.advance(2.5)
+        kinds = k.kinds(LEFT)  # the restore is being retried
+        assert kinds[-1] == "fault" and "cut_confirmed" in kinds
+        assert "restore_confirmed" not in kinds
+        k.board.offline = False
+        k.board.set(1, False)  # the device came back restored (its own off-delay)
+        k.burner("left").light_and_hold()  # and someone relit at once
+        second = await k.do("shutoff", "left", source="mqtt")
+        assert not second["burners"][0]["joined"]
+        await k.advance(8.0)
+        assert k.kinds(LEFT).count("cut_commanded") == 2
+        assert k.kinds(LEFT).count("restore_confirmed") == 2
+        assert not k.burner("left").flame and not k.burner("left").valve_open
+        assert k.board.get(1) is False
+
+    run(body())
+
+
 def test_all_cuts_every_burner_in_parallel(kitchen_factory) -> None:
     async def body() -> None:
         k: Kitchen = kitchen_factory()
