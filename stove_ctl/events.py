@@ -45,6 +45,7 @@ EventKind = Literal[
     "flame_out_confirmed",
     "alarm",
     "input",
+    "clock_jump",
 ]
 
 MEMORY_EVENTS = 2000

@@ -5,10 +5,19 @@ daemon was down runs at start-up, however late (DESIGN invariant 4; APScheduler'
 default of 1 s would silently drop it). Jobs call a module-level function with plain
 arguments, so the job store can persist them; that function finds the running
 service in a registry.
+
+Wall-clock jumps (NTP stepping a clock that was wrong, a person setting it): APScheduler
+keeps due times on the wall clock but sleeps on the monotonic one, so after a step back
+of an hour a "shut off in 10 minutes" timer would fire 70 minutes later, and after a
+step forward an "at 18:30" that is now past would wait for the sleep already under way.
+A watchdog compares the two clocks every second. On a jump it moves every countdown
+timer by the jump (a countdown means elapsed time) and wakes the scheduler, so
+clock-time timers (``at``, cron, lock windows) are judged against the new wall clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -33,9 +42,18 @@ log = logging.getLogger(__name__)
 
 _SERVICES: dict[str, TimerService] = {}
 CONFIG_PREFIX = "cfg-"
+JUMP_CHECK_S = 1.0
+JUMP_THRESHOLD_S = 2.0  # smaller steps are NTP slewing or scheduling noise
 
 
-async def fire(service: str, timer_id: str, burners: list[str], action: str, due: float) -> None:
+async def fire(
+    service: str,
+    timer_id: str,
+    burners: list[str],
+    action: str,
+    due: float,
+    countdown: bool = False,
+) -> None:
     """The job function APScheduler persists a reference to."""
     running = _SERVICES.get(service)
     if running is None:
@@ -76,6 +94,7 @@ class TimerService:
             timer=self._timer, cancel=self._cancel, extend=self._extend, timers=self._list
         )
         controller.burner_extras.append(self._burner_status)
+        self._watchdog: asyncio.Task[None] | None = None
 
     # -- life cycle --------------------------------------------------------------
 
@@ -94,8 +113,11 @@ class TimerService:
             )
             self.scheduler.start()
         self._sync_config_jobs()
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch_wall_clock())
 
     def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         _SERVICES.pop(self.name, None)
@@ -138,7 +160,12 @@ class TimerService:
                 )
 
     def _kwargs(
-        self, timer_id: str, burners: list[str], action: str, due: float = 0.0
+        self,
+        timer_id: str,
+        burners: list[str],
+        action: str,
+        due: float = 0.0,
+        countdown: bool = False,
     ) -> dict[str, Any]:
         return {
             "service": self.name,
@@ -146,7 +173,47 @@ class TimerService:
             "burners": burners,
             "action": action,
             "due": due,
+            "countdown": countdown,
         }
+
+    # -- wall-clock jumps --------------------------------------------------------
+
+    async def _watch_wall_clock(self) -> None:
+        skew = self.clock.time() - self.clock.monotonic()
+        while True:
+            await self.clock.sleep(JUMP_CHECK_S)
+            now_skew = self.clock.time() - self.clock.monotonic()
+            jump, skew = now_skew - skew, now_skew
+            if abs(jump) >= JUMP_THRESHOLD_S:
+                try:
+                    self.wall_clock_jumped(jump)
+                except Exception:  # the watchdog must outlive a store error
+                    log.exception("could not move the timers after a wall-clock jump")
+
+    def wall_clock_jumped(self, jump_s: float) -> None:
+        """Keep countdowns on elapsed time and re-judge clock-time timers."""
+        moved = []
+        shift = dt.timedelta(seconds=jump_s)
+        for job in self.scheduler.get_jobs():
+            if not job.kwargs.get("countdown") or job.next_run_time is None:
+                continue
+            due = job.next_run_time + shift
+            job.modify(
+                trigger=DateTrigger(run_date=due, timezone=self.tz),
+                next_run_time=due,
+                kwargs={**job.kwargs, "due": due.timestamp()},
+            )
+            moved.append(job.id)
+        self.scheduler.wakeup()
+        log.warning(
+            "wall clock jumped %+.1f s; moved %d countdown timer(s) with it", jump_s, len(moved)
+        )
+        self.events.emit(
+            "clock_jump",
+            self.clock.time(),
+            source="timer",
+            detail={"jump_s": round(jump_s, 3), "countdowns_moved": moved},
+        )
 
     # -- firing ------------------------------------------------------------------
 
@@ -191,7 +258,9 @@ class TimerService:
             DateTrigger(run_date=due, timezone=self.tz),
             id=timer_id,
             name=f"timer by {cmd.source}",
-            kwargs=self._kwargs(timer_id, keys, "shutoff", due.timestamp()),
+            kwargs=self._kwargs(
+                timer_id, keys, "shutoff", due.timestamp(), countdown=cmd.in_s is not None
+            ),
         )
         self.events.emit(
             "timer_set",

@@ -44,8 +44,9 @@ def kitchen_config(
 
 
 class Daemon:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = env
         data = yaml.safe_load(config.read_text())
         self.socket = Path(data["socket"])
         self.state_dir = Path(data["state_dir"])
@@ -58,6 +59,7 @@ class Daemon:
             [sys.executable, "-m", "stove_ctl", "run", "-c", str(self.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env} if self.env else None,
         )
         log.close()
         wait_for(lambda: self.request({"action": "status"}).get("ok"), timeout_s, self.log)
@@ -100,6 +102,11 @@ class Daemon:
         """The simulated board's outputs as it keeps them, daemon alive or not."""
         path = self.state_dir / "sim-relay-board.json"
         return json.loads(path.read_text())["on"] if path.exists() else {}
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def kill(self) -> None:
         assert self.proc is not None

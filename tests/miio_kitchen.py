@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import time
 from dataclasses import dataclass
 
@@ -10,7 +12,7 @@ import hardware
 from hardware.miio_sim import MiioRelaySim, Prop
 
 TOKEN = "00112233445566778899aabbccddeeff"
-_hosts = itertools.count(10)
+_hosts = itertools.count(os.getpid() % 230)
 
 
 class RealTimeClock:
@@ -47,7 +49,13 @@ def miio_kitchen(off_delay: bool = True, legacy: bool = False, **sim_args: objec
         board.attach(channel, burner.contact)
         burner.light_and_hold()
     delays = {1: Prop(2, 3), 2: Prop(3, 3)} if off_delay and not legacy else None
-    sim = MiioRelaySim(
-        board, host=next_host(), token=TOKEN, off_delay=delays, legacy=legacy, **sim_args
-    )
-    return MiioKitchen(stove, board, sim.start())
+    for _ in range(230):
+        sim = MiioRelaySim(
+            board, host=next_host(), token=TOKEN, off_delay=delays, legacy=legacy, **sim_args
+        )
+        try:
+            return MiioKitchen(stove, board, sim.start())
+        except OSError as exc:  # another test process holds that address: take the next
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise RuntimeError("no free loopback address for a simulated miIO device")
