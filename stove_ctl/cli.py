@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from stove_ctl import __version__, control
 from stove_ctl.config import Config, default_socket_path, load_config
 from stove_ctl.errors import ConfigError, DaemonNotRunning, StoveCtlError
+from stove_ctl.exposure import exposed_secrets
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_DAEMON = 0, 1, 2, 3
 
@@ -163,6 +164,8 @@ def _check_config(path: Path) -> int:
         f"{path}: ok ({len(config.stoves)} stove(s), {burners} burner(s), "
         f"{len(config.relays)} relay(s))"
     )
+    for warning in exposed_secrets(Path(path), config):
+        print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -188,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
         level=(args.log_level or config.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for warning in exposed_secrets(Path(args.config), config):
+        logging.getLogger("stove_ctl").warning("%s", warning)
     asyncio.run(serve(config))
     return EXIT_OK
 
