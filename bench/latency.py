@@ -1,46 +1,69 @@
-"""Shutoff latency: MQTT command published -> the simulated relay receives the set.
+"""Shutoff latency: MQTT command published -> the simulated relay receives the set,
+stove-ctl against a bare paho + driver baseline, interleaved.
 
-Runs, in one process and one run, against a Mosquitto it starts on a free loopback
-port:
-  1. the stove-ctl daemon (a real process) driving a simulated miIO relay;
-  2. a bare baseline: paho-mqtt + python-miio, nothing else, doing the same thing;
-  3. the same two for the Tasmota preset (baseline: paho republishing the command).
-It prints a table and writes docs/PERFORMANCE.md (section "Shutoff latency").
+    python bench/latency.py [--rounds 3] [-n 100] [--presets miio,tasmota] [--pulse 0.5]
 
-    python bench/latency.py [-n 300] [--pulse 0.5]
+Per preset, against one Mosquitto on a free loopback port, two consumers run side by
+side for the whole round, each as its own process with its own simulated relay:
+  - the stove-ctl daemon (relay polling on, 1 s, as shipped), commanded on
+    ``stove_ctl/k/cmd``;
+  - ``bench/bare.py``: paho-mqtt + python-miio (or, for Tasmota, paho republishing the
+    command), nothing else, commanded on ``bare/cmd``.
+Samples alternate: each pair is one stove-ctl and one baseline shutoff in random order,
+with a random 50-300 ms gap before each (so a sample falls at any phase of the
+daemon's 1 s polling). Each round starts both processes afresh; ``--rounds`` rounds of
+``-n`` pairs. Per-round and pooled p50/p90/p99 are reported, with the p99 ratio and a
+bootstrap 95% interval for the pooled ratio.
 
 Timing: the publisher and the simulated devices share this process's monotonic clock;
-the latency is from just before publish() to the device's receipt of the first
-command for that channel.
+a sample runs from just before ``publish()`` to the device switching its output (a
+listener on the board, no polling loop in this process). The next sample waits until
+the pulse is over and the daemon is idle again.
+
+``--profile``: run ``py-spy record`` on the daemon during the stove-ctl miio round(s)
+(py-spy must be installed) and classify every stove-ctl sample by whether a polling
+read (get_properties) reached the device in the 10 ms before the cut.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import yaml
-from miio import MiotDevice
+from _common import (
+    ROOT,
+    busy,
+    header_lines,
+    load_text,
+    pct,
+    summary,
+    table,
+    wait_until,
+    write_section,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from hardware.miio_sim import MiioRelaySim  # noqa: E402
-from hardware.mqtt_devices import TasmotaRelay  # noqa: E402
-from hardware.relay import SimRelay  # noqa: E402
-from tests.broker import Mosquitto  # noqa: E402
-from tests.daemon import Daemon  # noqa: E402
+from hardware.miio_sim import MiioRelaySim
+from hardware.mqtt_devices import TasmotaRelay
+from hardware.relay import SimRelay
+from tests.broker import Mosquitto
+from tests.daemon import Daemon
 
 TOKEN = "00112233445566778899aabbccddeeff"
+SHUTOFF = json.dumps({"action": "shutoff", "burner": "b"})
+HOSTS = {"stove-ctl": "127.0.0.77", "bare": "127.0.0.78"}
 
 
 def client(port: int) -> paho.Client:
@@ -53,44 +76,30 @@ def client(port: int) -> paho.Client:
     return c
 
 
-def percentiles(samples: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(samples, n=100, method="inclusive")
-    return q[49], q[89], q[98]
+class Watched:
+    """A simulated relay board whose channel 1 switching on / off is signalled."""
+
+    def __init__(self) -> None:
+        self.board = SimRelay(channels=1)
+        self.on_at: float | None = None
+        self.switched_on = threading.Event()
+        self.switched_off = threading.Event()
+        self.board.on_change(self._changed)
+
+    def _changed(self, channel: int, on: bool) -> None:
+        if on:
+            self.on_at = time.monotonic()
+            self.switched_on.set()
+        else:
+            self.switched_off.set()
+
+    def arm(self) -> None:
+        self.on_at = None
+        self.switched_on.clear()
+        self.switched_off.clear()
 
 
-def wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.0002)
-    return False
-
-
-def measure(
-    publish: Callable[[], object],
-    arrivals: Callable[[], list[float]],
-    board: SimRelay,
-    idle: Callable[[], bool],
-    n: int,
-) -> list[float]:
-    """n shutoffs one after another: publish, time the device's receipt, let the
-    pulse finish (cut, then restored), go again."""
-    samples = []
-    for _ in range(n):
-        wait(idle, 10)
-        time.sleep(0.02)
-        t0 = time.monotonic()
-        publish()
-        if not wait(lambda t0=t0: any(t >= t0 for t in arrivals()), 10):  # type: ignore[misc]
-            raise RuntimeError("the device never received the command")
-        samples.append((min(t for t in arrivals() if t >= t0) - t0) * 1000)
-        wait(lambda: board.get(1), 10)
-        wait(lambda: not board.get(1), 10)
-    return samples
-
-
-def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, object], pulse: float) -> Path:
+def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, Any], pulse: float) -> Path:
     path = tmp / f"{name}.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -112,141 +121,307 @@ def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, object], pul
     return path
 
 
-SHUTOFF = json.dumps({"action": "shutoff", "burner": "b"})
+class Round:
+    """One round of one preset: a daemon, a bare baseline, their two devices."""
 
+    def __init__(self, preset: str, broker: Mosquitto, tmp: Path, pulse: float) -> None:
+        self.preset = preset
+        self.broker = broker
+        self.tmp = tmp
+        self.pulse = pulse
+        self.boards = {who: Watched() for who in ("stove-ctl", "bare")}
+        self.devices: list[Any] = []
+        self.sims: dict[str, MiioRelaySim] = {}
+        self.daemon: Daemon | None = None
+        self.bare: subprocess.Popen[str] | None = None
+        self.pub: paho.Client | None = None
 
-def run_miio(broker: Mosquitto, tmp: Path, n: int, pulse: float) -> tuple[list[float], list[float]]:
-    board = SimRelay(channels=1)
-    sim = MiioRelaySim(board, host="127.0.0.77", token=TOKEN).start()
-
-    def arrivals() -> list[float]:
-        return [t for t, method in list(sim.request_times) if method == "set_properties"]
-
-    pub = client(broker.port)
-    relay = {"driver": "miio", "host": "127.0.0.77", "token": TOKEN, "poll_s": 1}
-    daemon = Daemon(daemon_config(tmp, "miio", broker.port, relay, pulse)).start()
-    try:
-        daemon.wait_reconciled()
-        ours = measure(
-            lambda: pub.publish("stove_ctl/k/cmd", SHUTOFF, qos=1),
-            arrivals,
-            board,
-            lambda: daemon.request({"action": "status"})["burners"][0]["mode"] == "ready",
-            n,
+    def __enter__(self) -> Round:
+        port = self.broker.port
+        if self.preset == "miio":
+            for who, host in HOSTS.items():
+                self.sims[who] = MiioRelaySim(self.boards[who].board, host=host, token=TOKEN)
+                self.devices.append(self.sims[who].start())
+            relay: dict[str, Any] = {
+                "driver": "miio",
+                "host": HOSTS["stove-ctl"],
+                "token": TOKEN,
+                "poll_s": 1,
+            }
+            bare_args = ["--miio", HOSTS["bare"]]
+        else:
+            for who in ("stove-ctl", "bare"):
+                device = TasmotaRelay(self.boards[who].board, port, topic=f"bench-{who}")
+                self.devices.append(device.start())
+            relay = {
+                "driver": "mqtt",
+                "preset": "tasmota",
+                "device": "bench-stove-ctl",
+                "device_pulse": True,
+            }
+            bare_args = ["--tasmota", "bench-bare"]
+        self.daemon = Daemon(daemon_config(self.tmp, self.preset, port, relay, self.pulse))
+        self.daemon.start()
+        self.daemon.wait_reconciled()
+        self.bare = subprocess.Popen(
+            [
+                *(sys.executable, str(ROOT / "bench" / "bare.py"), "--port", str(port)),
+                *("--topic", "bare/cmd", "--pulse", str(self.pulse), *bare_args),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    finally:
-        daemon.stop()
+        assert self.bare.stdout is not None
+        if self.bare.stdout.readline().strip() != "ready":
+            raise RuntimeError("bench/bare.py did not start")
+        self.pub = client(port)
+        time.sleep(1.0)
+        return self
 
-    # The bare baseline: a subscriber that calls python-miio directly.
-    device = MiotDevice("127.0.0.77", TOKEN, timeout=2, mapping={})
-    device.get_property_by(2, 1)  # handshake once, as the daemon does at start-up
+    def __exit__(self, *exc: object) -> None:
+        if self.pub is not None:
+            self.pub.loop_stop()
+            self.pub.disconnect()
+        if self.bare is not None:
+            self.bare.terminate()
+            self.bare.wait(10)
+        if self.daemon is not None:
+            self.daemon.stop()
+        for device in self.devices:
+            device.stop()
 
-    def on_message(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
-        device.set_property_by(2, 1, True)
-        threading.Timer(pulse, lambda: device.set_property_by(2, 1, False)).start()
+    def idle(self, who: str) -> bool:
+        if who == "bare":
+            return True
+        assert self.daemon is not None
+        return bool(self.daemon.request({"action": "status"})["burners"][0]["mode"] == "ready")
 
-    bare = client(broker.port)
-    bare.on_message = on_message
-    bare.subscribe("bare/cmd", qos=1)
-    time.sleep(0.2)
-    try:
-        baseline = measure(
-            lambda: pub.publish("bare/cmd", SHUTOFF, qos=1), arrivals, board, lambda: True, n
-        )
-    finally:
-        bare.loop_stop()
-        pub.loop_stop()
-        sim.stop()
-    return ours, baseline
+    def sample(self, who: str) -> float:
+        assert self.pub is not None
+        watched = self.boards[who]
+        watched.arm()
+        topic = "stove_ctl/k/cmd" if who == "stove-ctl" else "bare/cmd"
+        t0 = time.monotonic()
+        self.pub.publish(topic, SHUTOFF, qos=1)
+        if not watched.switched_on.wait(10) or watched.on_at is None:
+            raise RuntimeError(f"{who}: the device never switched")
+        latency = (watched.on_at - t0) * 1000
+        if not watched.switched_off.wait(self.pulse + 10):
+            raise RuntimeError(f"{who}: the pulse never ended")
+        time.sleep(0.05)
+        wait_until(lambda: self.idle(who), 10, 0.01)
+        return latency
+
+    def polled_before(self, window_s: float = 0.010) -> Callable[[float], bool]:
+        """For miio: did a polling read reach the daemon's device shortly before t?"""
+        sim = self.sims["stove-ctl"]
+
+        def check(t_on: float) -> bool:
+            return any(
+                m == "get_properties" and t_on - window_s <= t <= t_on
+                for t, m in list(sim.request_times)
+            )
+
+        return check
 
 
-def run_tasmota(
-    broker: Mosquitto, tmp: Path, n: int, pulse: float
-) -> tuple[list[float], list[float]]:
-    board = SimRelay(channels=1)
-    device = TasmotaRelay(board, broker.port, topic="bench")
-    times: list[float] = []
-    original = device.handle
+def run_round(
+    preset: str,
+    broker: Mosquitto,
+    tmp: Path,
+    n: int,
+    pulse: float,
+    rng: random.Random,
+    profile: bool,
+) -> dict[str, Any]:
+    samples: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
+    collided: list[tuple[float, bool]] = []
+    spy: subprocess.Popen[bytes] | None = None
+    load_before = load_text()
+    with Round(preset, broker, tmp, pulse) as r:
+        if profile and preset == "miio" and r.daemon is not None:
+            out = tmp / f"py-spy-{preset}-{time.monotonic_ns()}.txt"
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "-p",
+                    str(r.daemon.pid),
+                    "--rate",
+                    "500",
+                    "--format",
+                    "raw",
+                    "--idle",
+                    "--threads",
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+        check = r.polled_before() if preset == "miio" else None
+        for _ in range(n):
+            order = ["stove-ctl", "bare"]
+            rng.shuffle(order)
+            for who in order:
+                time.sleep(rng.uniform(0.05, 0.3))
+                value = r.sample(who)
+                samples[who].append(value)
+                if who == "stove-ctl" and check is not None:
+                    on_at = r.boards[who].on_at
+                    assert on_at is not None
+                    collided.append((value, check(on_at)))
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
+            print(f"py-spy profile: {out}", flush=True)
+    return {"samples": samples, "collided": collided, "load": f"{load_before} / {load_text()}"}
 
-    def handle(topic: str, payload: bytes) -> None:
-        if "/POWER" in topic and payload.upper() == b"ON":
-            times.append(time.monotonic())
-        original(topic, payload)
 
-    device.handle = handle  # type: ignore[method-assign]
-    device.start()
-    pub = client(broker.port)
-    relay = {"driver": "mqtt", "preset": "tasmota", "device": "bench", "device_pulse": True}
-    daemon = Daemon(daemon_config(tmp, "tasmota", broker.port, relay, pulse)).start()
-    try:
-        daemon.wait_reconciled()
-        ours = measure(
-            lambda: pub.publish("stove_ctl/k/cmd", SHUTOFF, qos=1),
-            lambda: list(times),
-            board,
-            lambda: daemon.request({"action": "status"})["burners"][0]["mode"] == "ready",
-            n,
-        )
-    finally:
-        daemon.stop()
+def bootstrap_ratio(
+    ours: list[float], bare: list[float], rng: random.Random
+) -> tuple[float, float]:
+    ratios = []
+    for _ in range(2000):
+        a = [ours[rng.randrange(len(ours))] for _ in ours]
+        b = [bare[rng.randrange(len(bare))] for _ in bare]
+        ratios.append(pct(a, 99) / pct(b, 99))
+    return pct(ratios, 2.5), pct(ratios, 97.5)
 
-    def on_message(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
-        c.publish("cmnd/bench/PulseTime1", str(round(pulse * 10)), qos=1)
-        c.publish("cmnd/bench/POWER", "ON", qos=1)
 
-    bare = client(broker.port)
-    bare.on_message = on_message
-    bare.subscribe("bare/cmd", qos=1)
-    time.sleep(0.2)
-    try:
-        baseline = measure(
-            lambda: pub.publish("bare/cmd", SHUTOFF, qos=1),
-            lambda: list(times),
-            board,
-            lambda: True,
-            n,
-        )
-    finally:
-        bare.loop_stop()
-        pub.loop_stop()
-        device.stop()
-    return ours, baseline
+HEADER = [
+    "relay",
+    "round",
+    "who",
+    "N",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "max ms",
+    "p99 ratio",
+    "load before / after",
+]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=300)
+    parser.add_argument("-n", type=int, default=100, help="pairs per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--presets", default="miio,tasmota")
     parser.add_argument("--pulse", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    rows = []
+    rng = random.Random(args.seed)
+    rows: list[list[Any]] = []
+    extra: list[str] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         broker = Mosquitto(tmp).start()
         try:
-            for name, run in (("miio", run_miio), ("tasmota", run_tasmota)):
-                ours, bare = run(broker, tmp, args.n, args.pulse)
-                o, b = percentiles(ours), percentiles(bare)
-                rows.append((name, "stove-ctl", *o))
-                rows.append((name, "bare paho + driver", *b))
-                rows.append((name, "ratio p99", o[2] / b[2], float("nan"), float("nan")))
+            for preset in args.presets.split(","):
+                pooled: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
+                collided: list[tuple[float, bool]] = []
+                for i in range(args.rounds):
+                    (tmp / f"{preset}{i}").mkdir()
+                    result = run_round(
+                        preset, broker, tmp / f"{preset}{i}", args.n, args.pulse, rng, args.profile
+                    )
+                    collided += result["collided"]
+                    s = {who: summary(v) for who, v in result["samples"].items()}
+                    for who in ("stove-ctl", "bare"):
+                        pooled[who] += result["samples"][who]
+                        ratio = (
+                            s["stove-ctl"]["p99"] / s["bare"]["p99"]
+                            if who == "bare"
+                            else float("nan")
+                        )
+                        rows.append(
+                            [
+                                preset,
+                                str(i + 1),
+                                who,
+                                s[who]["n"],
+                                s[who]["p50"],
+                                s[who]["p90"],
+                                s[who]["p99"],
+                                s[who]["max"],
+                                ratio,
+                                result["load"],
+                            ]
+                        )
+                    print(table(HEADER, rows[-2:]), flush=True)
+                p = {who: summary(v) for who, v in pooled.items()}
+                lo, hi = bootstrap_ratio(pooled["stove-ctl"], pooled["bare"], rng)
+                for who in ("stove-ctl", "bare"):
+                    ratio = (
+                        p["stove-ctl"]["p99"] / p["bare"]["p99"] if who == "bare" else float("nan")
+                    )
+                    rows.append(
+                        [
+                            preset,
+                            "pooled",
+                            who,
+                            p[who]["n"],
+                            p[who]["p50"],
+                            p[who]["p90"],
+                            p[who]["p99"],
+                            p[who]["max"],
+                            ratio,
+                            f"95% CI of ratio {lo:.2f}-{hi:.2f}",
+                        ]
+                    )
+                print(table(HEADER, rows[-2:]), flush=True)
+                if collided:
+                    hit = [v for v, c in collided if c]
+                    miss = [v for v, c in collided if not c]
+                    line = (
+                        f"{preset}: stove-ctl samples with a polling read at the device in the "
+                        f"10 ms before the cut: {len(hit)} of {len(collided)}"
+                    )
+                    if hit:
+                        line += (
+                            f" (p50 {statistics.median(hit):.2f} ms, max {max(hit):.2f} ms; "
+                            f"the others p50 {statistics.median(miss):.2f} ms, "
+                            f"p99 {pct(miss, 99):.2f} ms)"
+                        )
+                    extra.append(line)
+                    print(line, flush=True)
         finally:
             broker.stop()
-    header = f"{'relay':8} {'who':20} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
-    lines = [header, "-" * len(header)]
-    for relay, who, p50, p90, p99 in rows:
-        if who == "ratio p99":
-            lines.append(f"{relay:8} {who:20} {p50:8.2f}")
-        else:
-            lines.append(f"{relay:8} {who:20} {p50:8.2f} {p90:8.2f} {p99:8.2f}")
-    table = "\n".join(lines)
-    print(table)
-    report = ROOT / "docs" / "PERFORMANCE.md"
-    report.write_text(
-        "# Performance\n\n## Shutoff latency\n\n"
-        f"MQTT command published -> simulated relay receives the set, N = {args.n} each, "
-        f"pulse_s = {args.pulse}, one Mosquitto on loopback, 2 cores.\n"
-        f"Produced by `python bench/latency.py -n {args.n}`.\n\n```\n{table}\n```\n"
+    out = table(HEADER, rows)
+    print()
+    print(out)
+    for line in extra:
+        print(line)
+    if args.no_write:
+        return 0
+    cmd = f"python bench/latency.py --rounds {args.rounds} -n {args.n}"
+    if args.presets != "miio,tasmota":
+        cmd += f" --presets {args.presets}"
+    note = (
+        "\nThe machine was busy (1-min load > 0.7) at the end: figures are provisional.\n"
+        if busy()
+        else ""
     )
+    n_text = (
+        f"{args.rounds} rounds x {args.n} interleaved pairs per relay = "
+        f"{args.rounds * args.n} samples per side"
+    )
+    body = (
+        header_lines(cmd, n_text) + "\n\n"
+        "MQTT command published -> simulated relay receives the set (monotonic clock of the "
+        f"bench process). pulse_s = {args.pulse}; stove-ctl with relay polling on (1 s); "
+        "baseline `bench/bare.py` (paho + python-miio / paho republishing) in its own process; "
+        "samples interleaved in random order with random gaps, both processes restarted "
+        "every round. `p99 ratio` = stove-ctl p99 / baseline p99 (DESIGN: <= 1.2).\n\n"
+        f"```\n{out}\n```\n"
+        + ("\n" + "\n".join(f"- {e}" for e in extra) + "\n" if extra else "")
+        + note
+    )
+    write_section("Shutoff latency", body)
     return 0
 
 
