@@ -10,6 +10,7 @@ v5. Passwords are never logged.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import ssl
@@ -26,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
+RECONNECT_MAX_S = 4
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class BrokerLink:
         self._on_connect: list[Callable[[], None]] = []
         self._connected = threading.Event()
         self._stopping = False
+        self._inbox: collections.deque[tuple[Handler, Incoming]] = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._inbox_due = False
         self._v5 = settings.protocol in ("auto", "5")
         self._client = self._make_client()
 
@@ -78,7 +83,9 @@ class BrokerLink:
             client_id=s.client_id,
             protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
         )
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # A pending cut may be waiting on this link (MQTT relays): never more than a few
+        # seconds between attempts, however long the broker was gone.
+        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.ca_file or s.cert_file:
@@ -221,7 +228,28 @@ class BrokerLink:
             response_topic=getattr(props, "ResponseTopic", None) if props else None,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
         )
-        for pattern, (_, handlers) in list(self._subscriptions.items()):
-            if paho.topic_matches_sub(pattern, message.topic) and self._loop is not None:
-                for handler in handlers:
-                    self._loop.call_soon_threadsafe(handler, incoming)
+        if self._loop is None:
+            return
+        wanted = [
+            handler
+            for pattern, (_, handlers) in list(self._subscriptions.items())
+            if paho.topic_matches_sub(pattern, message.topic)
+            for handler in handlers
+        ]
+        # One wake-up of the loop per burst, not per message: under a flood the
+        # network thread then keeps up with the broker (which drops what a slow
+        # client leaves queued), and the loop takes the whole burst in one go.
+        with self._inbox_lock:
+            self._inbox.extend((handler, incoming) for handler in wanted)
+            if self._inbox_due or not self._inbox:
+                return
+            self._inbox_due = True
+        self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._inbox_lock:
+            batch = list(self._inbox)
+            self._inbox.clear()
+            self._inbox_due = False
+        for handler, incoming in batch:
+            handler(incoming)

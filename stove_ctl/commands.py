@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from typing import Any, Literal
@@ -69,7 +70,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or text like 15m")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            seconds = math.inf if value > 0 else -math.inf
     elif isinstance(value, str):
         text = value.strip().lower()
         if re.fullmatch(r"-?\d+(\.\d+)?", text):
@@ -103,7 +107,10 @@ class Command(BaseModel):
     action: Action
     burner: str | None = Field(None, min_length=1, max_length=70)
     source: Source = "cli"
-    ts: float | None = Field(None, description="When the sender issued it (Unix time).")
+    # Finite: a NaN ts would pass every freshness comparison (invariant 7).
+    ts: float | None = Field(
+        None, allow_inf_nan=False, description="When the sender issued it (Unix time)."
+    )
     retained: bool = Field(False, description="Delivered as a retained MQTT message.")
     in_s: float | None = Field(None, alias="in", description="Delay, for timer/extend/snooze.")
     at: str | None = Field(None, max_length=40, description="Clock time (18:30) or ISO time.")

@@ -244,8 +244,19 @@ class LockWindowConfig(_Model):
     end: dt.time
     burners: str = "all"
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 23:30 as the number 1410 (base 60), which pydantic
+        # would take as 00:23:30 UTC.
+        if not isinstance(value, str | dt.time):
+            raise ValueError(f'write the time in quotes, e.g. "23:30" (got {value!r})')
+        return value
+
     @model_validator(mode="after")
     def _times(self) -> LockWindowConfig:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("lock window times are local times, without an offset")
         if self.start == self.end:
             raise ValueError("a lock window needs different start and end times")
         return self
@@ -462,7 +473,7 @@ class Config(_Model):
                     )
                 }
                 for name, path in files.items():
-                    if path is not None and not path.is_file():
+                    if path is not None and not _is_file(path):
                         problems.append(f"{source}: mqtt.tls.{name}: no such file {path}")
                 updates["tls"] = mqtt.tls.model_copy(update=files)
             mqtt = mqtt.model_copy(update=updates)
@@ -474,6 +485,13 @@ class Config(_Model):
 
     def control_socket(self) -> Path:
         return self.socket if self.socket is not None else default_socket_path()
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
 
 
 def _read_secret(file: Path | None, env: str | None, base: Path) -> str:
@@ -509,7 +527,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
         elif i == 2 and loc[0] == "relays" and part in DRIVERS:
             continue  # the discriminator's tag (relays.<id>.<driver>) is noise in a path
         else:
-            out += f".{part}" if out else str(part)
+            name = part if part.isprintable() else repr(part)
+            out += f".{name}" if out else name
     return out or "(top level)"
 
 
@@ -600,7 +619,14 @@ def load_config(path: Path | str) -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
         raise ConfigError([f"{path}: {where}not valid YAML: {problem}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: not valid YAML: nested too deeply"]) from None
+    except Exception as exc:  # noqa: BLE001 - PyYAML's own constructors fail on scalars
+        # they cannot build (2020-13-45, "!!float ", "!!timestamp x") with ValueError,
+        # IndexError, AttributeError...: all of it is a file that is not valid YAML.
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError([f"{path}: not valid YAML: cannot read a value: {detail}"]) from None
     config = parse_config(data, str(path))
     return config.resolve(path.resolve().parent, str(path))

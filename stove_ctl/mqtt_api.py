@@ -60,6 +60,7 @@ class _StoveChannel:
             )
         )
         self.last_state: str | None = None
+        self.state_due = False
 
     def topic(self, leaf: str) -> str:
         return f"{self.base}/{leaf}"
@@ -251,7 +252,23 @@ class MqttApi:
             if stove is None or stove == stove_id:
                 if channel.link.connected:
                     channel.link.publish(channel.topic("events"), payload, qos=0)
-                channel.publish_state()
+                self._state_soon(channel)
+
+    def _state_soon(self, channel: _StoveChannel) -> None:
+        """Publish the state once after a burst of events, not once per event (a flood
+        of bad commands is a burst of ``rejected`` events)."""
+        if channel.state_due:
+            return
+        channel.state_due = True
+
+        def publish() -> None:
+            channel.state_due = False
+            channel.publish_state()
+
+        try:
+            asyncio.get_running_loop().call_soon(publish)
+        except RuntimeError:  # not on the loop (shutting down): publish now
+            publish()
 
     async def handle_text(self, channel: _StoveChannel, message: Incoming) -> None:
         """``…/cmd/text``: plain UTF-8, or JSON ``{"id": …, "text": …}``."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_ALL
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -95,6 +96,8 @@ class TimerService:
         )
         controller.burner_extras.append(self._burner_status)
         self._watchdog: asyncio.Task[None] | None = None
+        self._jobs: list[Any] | None = None  # get_jobs() until the scheduler says otherwise
+        self.scheduler.add_listener(self._forget_jobs, EVENT_ALL)
 
     # -- life cycle --------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class TimerService:
                 timezone=self.tz,
                 job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             )
+            self.scheduler.add_listener(self._forget_jobs, EVENT_ALL)
             self.scheduler.start()
         self._sync_config_jobs()
         self._watchdog = asyncio.get_running_loop().create_task(self._watch_wall_clock())
@@ -355,10 +359,20 @@ class TimerService:
             "from_config": job.id.startswith(CONFIG_PREFIX),
         }
 
+    def _forget_jobs(self, event: Any) -> None:
+        self._jobs = None
+
+    def _all_jobs(self) -> list[Any]:
+        """The jobs, read from the store once per change rather than once per status
+        (``status`` runs for every event, and the SQLite store reads every job)."""
+        if self._jobs is None:
+            self._jobs = self.scheduler.get_jobs()
+        return self._jobs
+
     def _burner_status(self, key: str) -> dict[str, Any]:
         cuts = [
             job.next_run_time
-            for job in self.scheduler.get_jobs()
+            for job in self._all_jobs()
             if key in job.kwargs["burners"]
             and job.kwargs["action"] in ("shutoff", "lock")
             and job.next_run_time is not None

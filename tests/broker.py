@@ -32,12 +32,14 @@ class Mosquitto:
         password_file: Path | None = None,
         tls: tuple[Path, Path, Path] | None = None,
         require_certificate: bool = False,
+        options: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.password_file = password_file
         self.tls = tls  # (ca, server cert, server key)
         self.require_certificate = require_certificate
+        self.options = options or []  # extra mosquitto.conf lines
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"mosquitto-{self.port}.log"
 
@@ -56,6 +58,7 @@ class Mosquitto:
             lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
             if self.require_certificate:
                 lines += ["require_certificate true"]
+        lines += self.options
         path = self.workdir / f"mosquitto-{self.port}.conf"
         path.write_text("\n".join(lines) + "\n")
         return path

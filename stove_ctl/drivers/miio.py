@@ -193,6 +193,12 @@ class MiioProtocol:
             raise RelayBadReply(f"{self.where} sent a reply that is not JSON") from None
         except construct.ConstructError:
             return None  # not a miIO packet: ignore it
+        except Exception as exc:  # noqa: BLE001 - python-miio's codec on untrusted bytes
+            # python-miio 0.5.12 raises UnboundLocalError for a payload that decrypts
+            # to bytes that are not UTF-8; whatever it raises, the reply is unusable.
+            raise RelayBadReply(
+                f"{self.where} sent a reply that cannot be decoded ({type(exc).__name__})"
+            ) from None
         payload = message.data.value
         if not isinstance(payload, dict):
             raise RelayBadReply(f"{self.where} sent a reply that is not a JSON object")
@@ -226,7 +232,8 @@ class MiioProtocol:
                         code = error.get("code") if isinstance(error, dict) else None
                         message = error.get("message") if isinstance(error, dict) else error
                         raise RelayRejected(
-                            f"{self.where} refused {method}: {message} (code {code})", code
+                            f"{self.where} refused {method}: {message} (code {code})",
+                            _int_code(code),
                         )
                     if "result" not in payload:
                         raise RelayBadReply(f"{self.where} sent a reply with no result")
@@ -353,10 +360,15 @@ class MiioRelay:
             raise RelayBadReply(f"relay {self.name!r}: unexpected reply {result!r}")
         for item in result:
             code = item.get("code")
-            if code != 0:
+            if code != 0 or isinstance(code, bool):  # JSON false is not the number 0
                 raise RelayRejected(
                     f"relay {self.name!r}: siid {item.get('siid')} piid {item.get('piid')} "
                     f"refused with code {code}",
-                    code if isinstance(code, int) else None,
+                    _int_code(code),
                 )
         return result
+
+
+def _int_code(code: Any) -> int | None:
+    """A device's error code, if it is one (RelayRejected.code is an int or None)."""
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
