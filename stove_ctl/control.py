@@ -100,7 +100,7 @@ class ControlServer:
     async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> None:
         try:
             request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             await _send(writer, _error("bad_json", "request is not valid JSON"))
             return
         if not isinstance(request, dict):

@@ -284,9 +284,12 @@ class MqttApi:
             if isinstance(text, str) and text.lstrip().startswith("{"):
                 try:
                     data = json.loads(text)
-                    text = data.get("text") if isinstance(data, dict) else None
+                except (ValueError, RecursionError):  # nesting too deep is not JSON to us
+                    data = None
+                if isinstance(data, dict):
+                    text = data.get("text")
                     command_id = data.get("id") if isinstance(data.get("id"), str) else None
-                except ValueError:
+                else:
                     text = None
             extra: dict[str, Any] = {"retained": message.retain}
             if command_id is not None:
@@ -313,7 +316,7 @@ class MqttApi:
             return _error(None, "too_large", f"command larger than {MAX_PAYLOAD_BYTES} bytes")
         try:
             data = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(None, "bad_json", "command is not valid JSON")
         if not isinstance(data, dict):
             return _error(None, "bad_command", "a command must be a JSON object")

@@ -49,26 +49,30 @@ EN_NUMBERS = {
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
     "thirty": 30, "forty": 40, "forty-five": 45, "fifty": 50, "sixty": 60, "ninety": 90,
 }  # fmt: skip
-NUM = r"[0-9]+(?:\.[0-9]+)?|[零〇一二两俩三四五六七八九十百]+"
+NUM = r"[0-9]+(?:\.[0-9]+)?|[零〇一二两俩三四五六七八九十百千万]+"
+ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
 
 
 def zh_number(text: str) -> float:
-    """Chinese or Arabic numerals: 十五 -> 15, 二十五 -> 25, 两 -> 2, 1.5 -> 1.5."""
+    """Chinese or Arabic numerals: 十五 -> 15, 二十五 -> 25, 两 -> 2, 1.5 -> 1.5,
+    一千零五 -> 1005, and the spoken short forms 一百五 -> 150, 两千五 -> 2500."""
     if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
         return float(text)
-    total, current = 0, 0
+    total, section, current = 0, 0, 0
     for ch in text:
         if ch in ZH_DIGITS:
             current = ZH_DIGITS[ch]
-        elif ch == "十":
-            total += (current or 1) * 10
+        elif ch in ZH_UNITS:
+            section += (current or 1) * ZH_UNITS[ch]
             current = 0
-        elif ch == "百":
-            total += (current or 1) * 100
-            current = 0
+        elif ch == "万":
+            total += (section + current or 1) * 10000
+            section, current = 0, 0
         else:
             raise ValueError(text)
-    return float(total + current)
+    if len(text) > 1 and text[-2] in "百千万":  # 一百五: the digit counts in tens
+        current *= {"百": 10, "千": 100, "万": 1000}[text[-2]]
+    return float(total + section + current)
 
 
 @dataclass
@@ -118,6 +122,11 @@ def _durations(text: str) -> tuple[float | None, str]:
     half = re.search(r"半(?:个)?(?:小时|钟头)\s*(?:以后|之后|后)", text)
     if half:
         return 1800.0, text[: half.start()] + " " + text[half.end() :]
+    # Before the general form below, which would read "in an hour" out of it.
+    half_en = re.search(r"\bin\s+(?:half\s+an\s+hour|an\s+hour\s+and\s+a\s+half)\b", text)
+    if half_en:
+        seconds = 1800.0 if "half an hour" in half_en.group(0) else 5400.0
+        return seconds, text[: half_en.start()] + " " + text[half_en.end() :]
     en = re.search(
         r"\b(?:in|after)\s+(?P<n>[0-9]+(?:\.[0-9]+)?|[a-z-]+|half an?)\s*"
         r"(?P<unit>hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)\b",
@@ -137,10 +146,6 @@ def _durations(text: str) -> tuple[float | None, str]:
         unit = en.group("unit")[0]
         seconds = number * {"h": 3600, "m": 60, "s": 1}[unit]
         return seconds, text[: en.start()] + " " + text[en.end() :]
-    half_en = re.search(r"\bin\s+(?:half\s+an\s+hour|an\s+hour\s+and\s+a\s+half)\b", text)
-    if half_en:
-        seconds = 1800.0 if "half an hour" in half_en.group(0) else 5400.0
-        return seconds, text[: half_en.start()] + " " + text[half_en.end() :]
     return None, text
 
 

@@ -11,6 +11,7 @@ from stove_ctl.commands import Command
 from stove_ctl.config import TrustConfig
 from stove_ctl.errors import CommandError
 from stove_ctl.relay import Wiring
+from stove_ctl.retry import CAP_S
 from tests.conftest import Kitchen, run
 
 LEFT = "kitchen/left"
@@ -263,7 +264,7 @@ def test_offline_relay_gives_fault_events_retries_with_backoff_and_cuts_on_retur
         assert {e.command_id for e in faults} == {reply["burners"][0]["command_id"]}
         delays = [e.detail["retry_in_s"] for e in faults]
         assert delays[1] > delays[0] and delays[2] > delays[1]  # backing off
-        assert max(delays) <= 12.0  # capped
+        assert max(delays) <= CAP_S * 1.2  # capped (+20 % jitter)
         assert k.controller.status()["burners"][0]["mode"] == "fault"
         assert k.burner("left").flame  # still burning: the relay is gone
         k.board.offline = False

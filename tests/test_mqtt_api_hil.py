@@ -261,6 +261,7 @@ def test_unlock_over_mqtt_is_refused_by_default(tmp_path, broker, watcher, daemo
         (b'{"action": "shutoff", "burner": 5}', "bad_command"),
         (b'{"action": "shutoff", "extra": 1}', "bad_command"),
         (b'{"action": "shutoff", "pad": "' + b"x" * 5000 + b'"}', "too_large"),
+        (b"[" * 2000 + b"]" * 2000, "bad_json"),  # deeper than the JSON parser recurses
     ],
 )
 def test_bad_commands_get_an_error_and_change_nothing(

@@ -130,7 +130,7 @@ class MqttRelay:
         if source.json_path is not None:
             try:
                 data = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 log.warning("relay %s: state payload is not JSON; ignored", self.name)
                 return None
             if source.match is not None:
@@ -155,7 +155,7 @@ class MqttRelay:
         if spec.json_path is not None:
             try:
                 value = _path(json.loads(text), spec.json_path)
-            except ValueError:
+            except (ValueError, RecursionError):
                 value = text  # older firmwares publish the bare word
         if value in spec.online:
             self.available = True
