@@ -156,8 +156,16 @@ def _clock_time(text: str) -> tuple[str | None, str]:
         hour, minute = int(colon.group(1)), int(colon.group(2))
         before = text[max(0, colon.start() - 4) : colon.start()]
         after = text[colon.end() : colon.end() + 4]
-        if (hour < 12 and re.search(r"下午|晚上|傍晚", before)) or re.match(r"\s*pm", after):
+        ampm = re.match(r"\s*([ap])m\b", after)
+        if ampm is not None:  # 12:30 pm is 12:30, 12:30 am is 00:30
+            if ampm.group(1) == "p" and hour < 12:
+                hour += 12
+            elif ampm.group(1) == "a" and hour == 12:
+                hour = 0
+        elif hour < 12 and re.search(r"下午|晚上|傍晚", before):
             hour += 12
+        elif hour == 12 and re.search(r"晚上|凌晨", before):  # 晚上12:00 is midnight
+            hour = 0
         return f"{hour:02d}:{minute:02d}", text[: colon.start()] + " " + text[colon.end() :]
     zh = re.search(
         rf"(?P<period>凌晨|早上|上午|中午|下午|傍晚|晚上)?\s*(?P<h>{NUM})\s*点"
@@ -176,6 +184,8 @@ def _clock_time(text: str) -> tuple[str | None, str]:
             hour += 12
         if period == "中午" and hour < 11:
             hour += 12
+        if period in ("晚上", "凌晨") and hour == 12:  # 晚上十二点 is midnight
+            hour = 0
         if hour > 23 or minute > 59:
             return None, text
         return f"{hour:02d}:{minute:02d}", text[: zh.start()] + " " + text[zh.end() :]
