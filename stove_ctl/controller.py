@@ -254,7 +254,16 @@ class Controller:
             detail={"action": cmd.action, "burner": cmd.burner or "all"},
         )
         if handler is not None:
-            return await handler(cmd, targets)
+            try:
+                return await handler(cmd, targets)
+            except CommandError as exc:  # refused by the timer or rule service
+                self._emit(
+                    "rejected",
+                    source=cmd.source,
+                    command_id=cmd.id,
+                    detail={"action": cmd.action, "burner": cmd.burner, "error": exc.message},
+                )
+                raise
         if cmd.action == "shutoff":
             return await self._shutoff_all(targets, cmd, wait, timeout_s)
         if cmd.action != "unlock" and cmd.action != "lock":

@@ -276,6 +276,14 @@ def parse_text(text: str, vocabulary: dict[str, str]) -> dict[str, Any]:
         )
     if u.action == "shutoff" and (u.in_s is not None or u.at is not None):
         u.action = "timer"
+    if u.action in ("lock", "unlock", "cancel", "status") and (u.in_s or u.at) is not None:
+        # Dropping the delay would do it now: an unlock asked "in ten minutes" must not
+        # happen at once. Timers only cut.
+        raise CommandError(
+            "not_understood",
+            f"{u.action} cannot be put off; say it when it should happen "
+            f"(understood: {u.describe()})",
+        )
     if u.action == "extend" and u.in_s is None:
         raise CommandError("not_understood", f"extend by how long? (understood: {u.describe()})")
     command: dict[str, Any] = {"action": u.action}

@@ -110,6 +110,9 @@ def test_the_table_is_big_enough_and_half_chinese() -> None:
         ("   ", "not_understood", "empty"),
         ("关" * 300, "not_understood", "too long"),
         ("延长左边的定时", "not_understood", "extend by how long"),
+        ("十分钟后解锁左灶", "not_understood", "unlock cannot be put off"),
+        ("unlock the left burner in 10 minutes", "not_understood", "unlock cannot be put off"),
+        ("半小时后锁住燃气灶", "not_understood", "lock cannot be put off"),
     ],
 )
 def test_text_not_understood_never_guesses(text: str, code: str, says: str) -> None:
