@@ -235,12 +235,7 @@ class Controller:
             self._check_trust(cmd)
             targets = self.resolve(cmd.burner, required=cmd.action in NEEDS_BURNER)
         except CommandError as exc:
-            self._emit(
-                "rejected",
-                source=cmd.source,
-                command_id=cmd.id,
-                detail={"action": cmd.action, "burner": cmd.burner, "error": exc.message},
-            )
+            self._rejected(cmd, exc)
             raise
         if cmd.action == "status":
             return self.status()
@@ -257,12 +252,7 @@ class Controller:
             try:
                 return await handler(cmd, targets)
             except CommandError as exc:  # refused by the timer or rule service
-                self._emit(
-                    "rejected",
-                    source=cmd.source,
-                    command_id=cmd.id,
-                    detail={"action": cmd.action, "burner": cmd.burner, "error": exc.message},
-                )
+                self._rejected(cmd, exc)
                 raise
         if cmd.action == "shutoff":
             return await self._shutoff_all(targets, cmd, wait, timeout_s)
@@ -271,6 +261,14 @@ class Controller:
         if cmd.action == "lock":
             return await self._lock_all(targets, cmd, wait, timeout_s)
         return await self._unlock_all(targets, cmd, wait, timeout_s)
+
+    def _rejected(self, cmd: Command, exc: CommandError) -> None:
+        self._emit(
+            "rejected",
+            source=cmd.source,
+            command_id=cmd.id,
+            detail={"action": cmd.action, "burner": cmd.burner, "error": exc.message},
+        )
 
     def _check_trust(self, cmd: Command) -> None:
         if cmd.action not in RESTORE_ACTIONS:
