@@ -140,6 +140,28 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, step_s: float = 0
         time.sleep(step_s)
 
 
+def broker_class(nodelay: bool) -> Any:
+    """The tests' Mosquitto, or one with ``set_tcp_nodelay true`` (Mosquitto >= 2.0)."""
+    from tests.broker import Mosquitto
+
+    return NoDelayMosquitto if nodelay else Mosquitto
+
+
+def _nodelay_class() -> Any:
+    from tests.broker import Mosquitto
+
+    class _NoDelay(Mosquitto):  # type: ignore[misc,valid-type]
+        def _config(self) -> Path:
+            path: Path = super()._config()
+            path.write_text(path.read_text() + "set_tcp_nodelay true\n")
+            return path
+
+    return _NoDelay
+
+
+NoDelayMosquitto = _nodelay_class()
+
+
 class ProcStat:
     """CPU time and RSS of a process, from /proc."""
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -44,6 +45,7 @@ import paho.mqtt.client as paho
 import yaml
 from _common import (
     ROOT,
+    NoDelayMosquitto,
     busy,
     header_lines,
     load_text,
@@ -62,7 +64,8 @@ from tests.broker import Mosquitto
 from tests.daemon import Daemon
 
 TOKEN = "00112233445566778899aabbccddeeff"
-SHUTOFF = json.dumps({"action": "shutoff", "burner": "b"})
+SHUTOFF = {"action": "shutoff", "burner": "b"}
+LOOPWATCH = ROOT / "bench" / "loopwatch"
 HOSTS = {"stove-ctl": "127.0.0.77", "bare": "127.0.0.78"}
 
 
@@ -124,7 +127,17 @@ def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, Any], pulse:
 class Round:
     """One round of one preset: a daemon, a bare baseline, their two devices."""
 
-    def __init__(self, preset: str, broker: Mosquitto, tmp: Path, pulse: float) -> None:
+    def __init__(
+        self, preset: str, broker: Mosquitto, tmp: Path, pulse: float, watch: Path | None = None
+    ) -> None:
+        self.watch = watch
+        self.seq = 0
+        # stove-ctl samples: (command id, publish wall time, device switched wall time)
+        self.walls: list[tuple[str, float, float]] = []
+        # Tasmota: (monotonic time, command) as each message reaches the device
+        self.arrivals: dict[str, list[tuple[float, str]]] = {"stove-ctl": [], "bare": []}
+        # per sample: (who, publish monotonic time, latency ms)
+        self.starts: list[tuple[str, float, float]] = []
         self.preset = preset
         self.broker = broker
         self.tmp = tmp
@@ -152,6 +165,7 @@ class Round:
         else:
             for who in ("stove-ctl", "bare"):
                 device = TasmotaRelay(self.boards[who].board, port, topic=f"bench-{who}")
+                self._log_arrivals(device, who)
                 self.devices.append(device.start())
             relay = {
                 "driver": "mqtt",
@@ -160,7 +174,15 @@ class Round:
                 "device_pulse": True,
             }
             bare_args = ["--tasmota", "bench-bare"]
-        self.daemon = Daemon(daemon_config(self.tmp, self.preset, port, relay, self.pulse))
+        env = None
+        if self.watch is not None:
+            path = os.environ.get("PYTHONPATH")
+            env = {
+                "PYTHONPATH": f"{LOOPWATCH}:{path}" if path else str(LOOPWATCH),
+                "STOVE_BENCH_LOOPWATCH": str(self.watch),
+            }
+        config = daemon_config(self.tmp, self.preset, port, relay, self.pulse)
+        self.daemon = Daemon(config, env=env)
         self.daemon.start()
         self.daemon.wait_reconciled()
         self.bare = subprocess.Popen(
@@ -177,6 +199,16 @@ class Round:
         self.pub = client(port)
         time.sleep(1.0)
         return self
+
+    def _log_arrivals(self, device: TasmotaRelay, who: str) -> None:
+        """Note when each command message reaches the device (monotonic)."""
+        handle = device.handle
+
+        def logged(topic: str, payload: bytes) -> None:
+            self.arrivals[who].append((time.monotonic(), topic.rsplit("/", 1)[-1]))
+            handle(topic, payload)
+
+        device.handle = logged  # type: ignore[method-assign]
 
     def __exit__(self, *exc: object) -> None:
         if self.pub is not None:
@@ -201,11 +233,17 @@ class Round:
         watched = self.boards[who]
         watched.arm()
         topic = "stove_ctl/k/cmd" if who == "stove-ctl" else "bare/cmd"
-        t0 = time.monotonic()
-        self.pub.publish(topic, SHUTOFF, qos=1)
+        self.seq += 1
+        command_id = f"bench-{self.seq}"
+        payload = json.dumps({**SHUTOFF, "id": command_id})
+        wall, t0 = time.time(), time.monotonic()
+        self.pub.publish(topic, payload, qos=1)
         if not watched.switched_on.wait(10) or watched.on_at is None:
             raise RuntimeError(f"{who}: the device never switched")
         latency = (watched.on_at - t0) * 1000
+        self.starts.append((who, t0, latency))
+        if who == "stove-ctl":
+            self.walls.append((command_id, wall, wall + (watched.on_at - t0)))
         if not watched.switched_off.wait(self.pulse + 10):
             raise RuntimeError(f"{who}: the pulse never ended")
         time.sleep(0.05)
@@ -224,6 +262,38 @@ class Round:
 
         return check
 
+    def pulse_gaps(self) -> list[tuple[str, float, float, float]]:
+        """Tasmota: for each sample, (who, latency, PulseTime arrival, POWER arrival),
+        ms from publish: a POWER held back behind PulseTime shows here."""
+        out = []
+        for who, t0, latency in self.starts:
+            after = [(t, what) for t, what in self.arrivals[who] if t >= t0]
+            pulse = next((t for t, what in after if what.startswith("PulseTime")), None)
+            power = next((t for t, what in after if what.startswith("POWER")), None)
+            if pulse is not None and power is not None:
+                out.append((who, latency, (pulse - t0) * 1000, (power - t0) * 1000))
+        return out
+
+    def split(self) -> list[tuple[str, float, float, float]]:
+        """Per stove-ctl sample: (id, publish -> the controller's ``command`` event,
+        that event -> the device switched, the total), in ms, from the daemon's events."""
+        assert self.daemon is not None
+        events = self.daemon.request({"action": "events", "limit": 10_000})["events"]
+        seen = {e["command_id"]: e["ts"] for e in events if e["kind"] == "command"}
+        out = []
+        for command_id, sent, switched in self.walls:
+            if command_id in seen:
+                ts = seen[command_id]
+                out.append(
+                    (
+                        command_id,
+                        (ts - sent) * 1000,
+                        (switched - ts) * 1000,
+                        (switched - sent) * 1000,
+                    )
+                )
+        return out
+
 
 def run_round(
     preset: str,
@@ -233,14 +303,16 @@ def run_round(
     pulse: float,
     rng: random.Random,
     profile: bool,
+    pyspy: bool,
 ) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
     collided: list[tuple[float, bool]] = []
     spy: subprocess.Popen[bytes] | None = None
     load_before = load_text()
-    with Round(preset, broker, tmp, pulse) as r:
-        if profile and preset == "miio" and r.daemon is not None:
-            out = tmp / f"py-spy-{preset}-{time.monotonic_ns()}.txt"
+    watch = tmp / "loopwatch.txt" if profile else None
+    with Round(preset, broker, tmp, pulse, watch) as r:
+        if pyspy and r.daemon is not None:
+            out = Path(tempfile.gettempdir()) / f"stove-bench-py-spy-{preset}-{os.getpid()}.txt"
             spy = subprocess.Popen(
                 [
                     "py-spy",
@@ -249,6 +321,7 @@ def run_round(
                     str(r.daemon.pid),
                     "--rate",
                     "500",
+                    "--nonblocking",
                     "--format",
                     "raw",
                     "--idle",
@@ -276,7 +349,59 @@ def run_round(
             spy.send_signal(2)
             spy.wait(30)
             print(f"py-spy profile: {out}", flush=True)
-    return {"samples": samples, "collided": collided, "load": f"{load_before} / {load_text()}"}
+        split = r.split()
+        gaps = r.pulse_gaps()
+    stalls = []
+    if watch is not None and watch.exists():
+        for line in watch.read_text().splitlines():
+            at, took, what = line.split(" ", 2)
+            stalls.append((float(at), float(took), what))
+    return {
+        "samples": samples,
+        "collided": collided,
+        "split": split,
+        "walls": r.walls,
+        "stalls": stalls,
+        "gaps": gaps,
+        "load": f"{load_before} / {load_text()}",
+    }
+
+
+def explain(preset: str, round_no: int, result: dict[str, Any]) -> list[str]:
+    """Where the stove-ctl time went: the split at the controller's ``command`` event,
+    and for the slowest samples any event-loop stall that overlapped them."""
+    split = result["split"]
+    if not split:
+        return []
+    before = summary([b for _, b, _, _ in split])
+    after = summary([a for _, _, a, _ in split])
+    lines = [
+        f"{preset} round {round_no}: publish -> `command` event p50 {before['p50']:.2f} / "
+        f"p99 {before['p99']:.2f} ms; `command` event -> relay set p50 {after['p50']:.2f} / "
+        f"p99 {after['p99']:.2f} ms (N {len(split)})"
+    ]
+    for who, latency, pulse, power in sorted(result.get("gaps", []), key=lambda g: -g[1])[:3]:
+        lines.append(
+            f"  slowest {who} (Tasmota): {latency:.2f} ms; PulseTime reached the device at "
+            f"{pulse:.2f} ms, POWER at {power:.2f} ms"
+        )
+    walls = {c: (sent, switched) for c, sent, switched in result["walls"]}
+    for command_id, b, a, total in sorted(split, key=lambda x: -x[3])[:3]:
+        sent, switched = walls[command_id]
+        overlapping = [
+            f"{took:.1f} ms {what}"
+            for at, took, what in result["stalls"]
+            if at < switched and at + took / 1000 > sent - 0.05
+        ]
+        lines.append(
+            f"  slowest: {total:.2f} ms = {b:.2f} to the `command` event + {a:.2f} after"
+            + (f"; loop stalls: {'; '.join(overlapping)}" if overlapping else "")
+        )
+    return lines
+
+
+def bullet(line: str) -> str:
+    return f"  - {line.strip()}" if line.startswith("  ") else f"- {line}"
 
 
 def bootstrap_ratio(
@@ -311,15 +436,23 @@ def main() -> int:
     parser.add_argument("--presets", default="miio,tasmota")
     parser.add_argument("--pulse", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="log event-loop stalls > 2 ms in the daemon"
+    )
+    parser.add_argument("--pyspy", action="store_true", help="py-spy record the daemon")
+    parser.add_argument(
+        "--broker-nodelay", action="store_true", help="Mosquitto with set_tcp_nodelay true"
+    )
+    parser.add_argument("--keep", type=Path, help="write the raw samples (JSON) here")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     rows: list[list[Any]] = []
     extra: list[str] = []
+    raw: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        broker = Mosquitto(tmp).start()
+        broker = (NoDelayMosquitto(tmp) if args.broker_nodelay else Mosquitto(tmp)).start()
         try:
             for preset in args.presets.split(","):
                 pooled: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
@@ -327,8 +460,19 @@ def main() -> int:
                 for i in range(args.rounds):
                     (tmp / f"{preset}{i}").mkdir()
                     result = run_round(
-                        preset, broker, tmp / f"{preset}{i}", args.n, args.pulse, rng, args.profile
+                        preset,
+                        broker,
+                        tmp / f"{preset}{i}",
+                        args.n,
+                        args.pulse,
+                        rng,
+                        args.profile,
+                        args.pyspy,
                     )
+                    raw.append({"preset": preset, "round": i + 1, **result})
+                    for line in explain(preset, i + 1, result):
+                        print(line, flush=True)
+                        extra.append(line)
                     collided += result["collided"]
                     s = {who: summary(v) for who, v in result["samples"].items()}
                     for who in ("stove-ctl", "bare"):
@@ -391,6 +535,8 @@ def main() -> int:
                     print(line, flush=True)
         finally:
             broker.stop()
+    if args.keep is not None:
+        args.keep.write_text(json.dumps(raw))
     out = table(HEADER, rows)
     print()
     print(out)
@@ -401,6 +547,8 @@ def main() -> int:
     cmd = f"python bench/latency.py --rounds {args.rounds} -n {args.n}"
     if args.presets != "miio,tasmota":
         cmd += f" --presets {args.presets}"
+    if args.broker_nodelay:
+        cmd += " --broker-nodelay"
     note = (
         "\nThe machine was busy (1-min load > 0.7) at the end: figures are provisional.\n"
         if busy()
@@ -418,7 +566,7 @@ def main() -> int:
         "samples interleaved in random order with random gaps, both processes restarted "
         "every round. `p99 ratio` = stove-ctl p99 / baseline p99 (DESIGN: <= 1.2).\n\n"
         f"```\n{out}\n```\n"
-        + ("\n" + "\n".join(f"- {e}" for e in extra) + "\n" if extra else "")
+        + ("\n" + "\n".join(bullet(e) for e in extra) + "\n" if extra else "")
         + note
     )
     write_section("Shutoff latency", body)

@@ -32,13 +32,21 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import yaml
-from _common import busy, header_lines, load_text, summary, table, wait_until, write_section
+from _common import (
+    broker_class,
+    busy,
+    header_lines,
+    load_text,
+    summary,
+    table,
+    wait_until,
+    write_section,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hardware.miio_sim import MiioRelaySim
 from hardware.mqtt_devices import TasmotaRelay
 from hardware.relay import SimRelay
-from tests.broker import Mosquitto
 from tests.daemon import Daemon
 
 TOKEN = "00112233445566778899aabbccddeeff"
@@ -94,7 +102,7 @@ def all_ready(daemon: Daemon) -> bool:
     return bool(burners) and all(b["mode"] == "ready" and b["circuit"] == "intact" for b in burners)
 
 
-def one_daemon(kind: str, rounds: int, tmp: Path) -> list[Any]:
+def one_daemon(kind: str, rounds: int, tmp: Path, nodelay: bool = False) -> list[Any]:
     boards = [SimRelay(channels=2) for _ in range(RELAYS)]
     switched: list[float] = []
     for board in boards:
@@ -107,7 +115,7 @@ def one_daemon(kind: str, rounds: int, tmp: Path) -> list[Any]:
             for i, b in enumerate(boards, start=1)
         ]
     elif kind == "tasmota":
-        broker = Mosquitto(tmp).start()
+        broker = broker_class(nodelay)(tmp).start()
         devices = [
             TasmotaRelay(b, broker.port, topic=f"t{i}").start() for i, b in enumerate(boards, 1)
         ]
@@ -147,8 +155,8 @@ def one_daemon(kind: str, rounds: int, tmp: Path) -> list[Any]:
     return [*row, load_text()]
 
 
-def fleet(count: int, rounds: int, tmp: Path) -> list[Any]:
-    broker = Mosquitto(tmp).start()
+def fleet(count: int, rounds: int, tmp: Path, nodelay: bool = False) -> list[Any]:
+    broker = broker_class(nodelay)(tmp).start()
     daemons = []
     try:
         for i in range(count):
@@ -249,6 +257,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--relays", default="miio,tasmota,simulated")
     parser.add_argument("--fleet", type=int, default=20)
+    parser.add_argument(
+        "--broker-nodelay", action="store_true", help="Mosquitto with set_tcp_nodelay true"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     rows = []
@@ -256,11 +267,11 @@ def main() -> int:
         tmp = Path(tmp_name)
         for kind in args.relays.split(","):
             (tmp / kind).mkdir()
-            rows.append(one_daemon(kind, args.rounds, tmp / kind))
+            rows.append(one_daemon(kind, args.rounds, tmp / kind, args.broker_nodelay))
             print(table(HEADER, rows[-1:]), flush=True)
         if args.fleet:
             (tmp / "fleet").mkdir()
-            rows.append(fleet(args.fleet, args.rounds, tmp / "fleet"))
+            rows.append(fleet(args.fleet, args.rounds, tmp / "fleet", args.broker_nodelay))
             print(table(HEADER, rows[-1:]), flush=True)
     out = table(HEADER, rows)
     print()
