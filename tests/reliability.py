@@ -955,7 +955,7 @@ def write_report(
             "",
         ]
     if len(floods) == 2 and floods[1].replies_s and floods[1].flood_s:
-        burst = (floods[1].malformed + floods[1].valid) / 2
+        burst = (floods[1].malformed + floods[1].valid) / ROUNDS  # round 1 is timed
         sent, drained = burst / floods[1].flood_s, burst / floods[1].replies_s
         text += [
             "With Mosquitto's default `max_queued_messages 1000`, the broker drops QoS 1",
