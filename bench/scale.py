@@ -283,8 +283,11 @@ def main() -> int:
         if busy()
         else ""
     )
+    command = "python bench/scale.py" + (" --broker-nodelay" if args.broker_nodelay else "")
+    if args.rounds != 10 or args.relays != "miio,tasmota,simulated" or args.fleet != 20:
+        command += f" --rounds {args.rounds} --relays {args.relays} --fleet {args.fleet}"
     body = (
-        f"{header_lines('python bench/scale.py', f'{args.rounds} rounds per case')}\n\n"
+        header_lines(command, f"{args.rounds} rounds per case") + "\n\n"
         "`off all`: control-socket request (as `stove-ctl off all --no-wait`) -> reply, "
         "every cut confirmed by read-back; `2nd` = the last relay switched (wire relays). "
         "Fleet: publish to every stove's `…/cmd` -> the last `…/result` arrives; "
