@@ -126,6 +126,7 @@ class Controller:
         # Extensions: actions handled elsewhere (timers, rules), and extra status fields.
         self.handlers: dict[str, Callable[[Command, list[_Burner]], Awaitable[dict[str, Any]]]] = {}
         self.burner_extras: list[Callable[[str], dict[str, Any]]] = []
+        self.health: dict[str, Callable[[], str]] = {}  # more "ok" or "what is wrong" in status
 
     # -- life cycle --------------------------------------------------------------
 
@@ -768,6 +769,7 @@ class Controller:
             "started_at": self.started_at,
             "event_store": self.events.store_error or "ok",
             "state_store": self.state.error or "ok",
+            **{name: check() for name, check in self.health.items()},
             "burners": burners,
         }
 

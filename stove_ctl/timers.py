@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_ALL
 from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -38,6 +37,7 @@ from stove_ctl.config import LockWindowConfig, ScheduleConfig
 from stove_ctl.controller import Controller, _Burner
 from stove_ctl.errors import CommandError
 from stove_ctl.events import EventLog
+from stove_ctl.jobstore import SqliteJobStore
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,8 @@ class TimerService:
         self.schedules = schedules or []
         self.store_error: str | None = None
         self.lock_windows = lock_windows or []
-        jobstore: Any = (
-            SQLAlchemyJobStore(url=f"sqlite:///{store}") if store is not None else MemoryJobStore()
-        )
+        jobstore: Any = SqliteJobStore(store) if store is not None else MemoryJobStore()
+        self._store = jobstore
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": jobstore},
             timezone=timezone,
@@ -95,6 +94,7 @@ class TimerService:
             timer=self._timer, cancel=self._cancel, extend=self._extend, timers=self._list
         )
         controller.burner_extras.append(self._burner_status)
+        controller.health["timer_store"] = self._health
         self._watchdog: asyncio.Task[None] | None = None
         self._jobs: list[Any] | None = None  # get_jobs() until the scheduler says otherwise
         self.scheduler.add_listener(self._forget_jobs, EVENT_ALL)
@@ -109,8 +109,9 @@ class TimerService:
             # (invariant 8): keep timers in memory, and say so.
             log.error("timer store unusable (%s); timers are kept in memory only", exc)
             self.store_error = str(exc)
+            self._store = MemoryJobStore()
             self.scheduler = AsyncIOScheduler(
-                jobstores={"default": MemoryJobStore()},
+                jobstores={"default": self._store},
                 timezone=self.tz,
                 job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             )
@@ -127,9 +128,15 @@ class TimerService:
         _SERVICES.pop(self.name, None)
 
     def _sync_config_jobs(self) -> None:
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith(CONFIG_PREFIX):
-                job.remove()
+        # By id: reading every job back (unpickling 10,000 timers) took 0.5 s of start-up.
+        ids = (
+            self._store.job_ids()
+            if isinstance(self._store, SqliteJobStore)
+            else [job.id for job in self.scheduler.get_jobs()]
+        )
+        for job_id in ids:
+            if job_id.startswith(CONFIG_PREFIX):
+                self.scheduler.remove_job(job_id)
         for schedule in self.schedules:
             keys = [b.spec.key for b in self.controller.resolve(schedule.burners)]
             self.scheduler.add_job(
@@ -358,6 +365,10 @@ class TimerService:
             "in_s": round((due - dt.datetime.now(self.tz)).total_seconds(), 1) if due else None,
             "from_config": job.id.startswith(CONFIG_PREFIX),
         }
+
+    def _health(self) -> str:
+        error = self.store_error or getattr(self._store, "error", None)
+        return error or "ok"
 
     def _forget_jobs(self, event: Any) -> None:
         self._jobs = None

@@ -505,6 +505,8 @@ def event_store(kind: str) -> Callable[[Lab], Row]:
         row.done(locked)
         status = daemon.request({"action": "status"})
         row.check("status says the event store is broken", status.get("event_store") != "ok")
+        if kind == "ro":  # (full: only if the timer's write needed a new page)
+            row.check("status says timers are in memory", status.get("timer_store") != "ok")
         shown = daemon.request({"action": "events", "limit": 50}).get("events", [])
         row.check(
             "events still listed (from memory)", any(e["kind"] == "cut_confirmed" for e in shown)
