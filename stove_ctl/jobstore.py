@@ -128,62 +128,53 @@ class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
     # -- writes ------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
-        if self._memory is None:
-            state = pickle.dumps(job.__getstate__(), self.pickle_protocol)
-            try:
-                with self._write() as db:
-                    db.execute(
-                        "INSERT INTO apscheduler_jobs VALUES (?, ?, ?)",
-                        (job.id, datetime_to_utc_timestamp(job.next_run_time), state),
-                    )
-                return
-            except sqlite3.IntegrityError:
-                raise ConflictingIdError(job.id) from None
-            except sqlite3.Error as exc:
-                self._to_memory(exc)
-        assert self._memory is not None
-        self._memory.add_job(job)
+        try:
+            on_file = self._persist(
+                "INSERT INTO apscheduler_jobs VALUES (?, ?, ?)",
+                (job.id, datetime_to_utc_timestamp(job.next_run_time), self._state(job)),
+            )
+        except sqlite3.IntegrityError:
+            raise ConflictingIdError(job.id) from None
+        if not on_file:
+            self._in_memory().add_job(job)
 
     def update_job(self, job: Job) -> None:
-        if self._memory is None:
-            state = pickle.dumps(job.__getstate__(), self.pickle_protocol)
-            try:
-                with self._write() as db:
-                    cursor = db.execute(
-                        "UPDATE apscheduler_jobs SET next_run_time = ?, job_state = ? WHERE id = ?",
-                        (datetime_to_utc_timestamp(job.next_run_time), state, job.id),
-                    )
-                    if cursor.rowcount == 0:
-                        raise JobLookupError(job.id)
-                return
-            except sqlite3.Error as exc:
-                self._to_memory(exc)
-        assert self._memory is not None
-        self._memory.update_job(job)
+        sql = "UPDATE apscheduler_jobs SET next_run_time = ?, job_state = ? WHERE id = ?"
+        args = (datetime_to_utc_timestamp(job.next_run_time), self._state(job), job.id)
+        if not self._persist(sql, args, must_match=job.id):
+            self._in_memory().update_job(job)
 
     def remove_job(self, job_id: str) -> None:
-        if self._memory is None:
-            try:
-                with self._write() as db:
-                    sql = "DELETE FROM apscheduler_jobs WHERE id = ?"
-                    if db.execute(sql, (job_id,)).rowcount == 0:
-                        raise JobLookupError(job_id)
-                return
-            except sqlite3.Error as exc:
-                self._to_memory(exc)
-        assert self._memory is not None
-        self._memory.remove_job(job_id)
+        sql = "DELETE FROM apscheduler_jobs WHERE id = ?"
+        if not self._persist(sql, (job_id,), must_match=job_id):
+            self._in_memory().remove_job(job_id)
 
     def remove_all_jobs(self) -> None:
-        if self._memory is None:
-            try:
-                with self._write() as db:
-                    db.execute("DELETE FROM apscheduler_jobs")
-                return
-            except sqlite3.Error as exc:
-                self._to_memory(exc)
+        if not self._persist("DELETE FROM apscheduler_jobs", ()):
+            self._in_memory().remove_all_jobs()
+
+    def _persist(self, sql: str, args: tuple[Any, ...], must_match: str | None = None) -> bool:
+        """One write to the file. False when the timers live in memory (from before, or
+        from this failure on): the caller then makes the change there."""
+        if self._memory is not None:
+            return False
+        try:
+            with self._write() as db:
+                if db.execute(sql, args).rowcount == 0 and must_match is not None:
+                    raise JobLookupError(must_match)
+            return True
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            self._to_memory(exc)
+            return False
+
+    def _state(self, job: Job) -> bytes:
+        return pickle.dumps(job.__getstate__(), self.pickle_protocol)
+
+    def _in_memory(self) -> MemoryJobStore:
         assert self._memory is not None
-        self._memory.remove_all_jobs()
+        return self._memory
 
     def _to_memory(self, exc: sqlite3.Error) -> None:
         """Carry on in memory with every job the file still holds."""
