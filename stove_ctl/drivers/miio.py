@@ -1,25 +1,30 @@
 """The ``miio`` driver: Mi Home relays over the LAN.
 
-Packets are built and checked with python-miio's own codec (``miio.protocol``:
-header, MD5 checksum, AES with the token-derived key). The exchange around it is
-ours, on asyncio UDP, for three reasons python-miio's blocking ``Device`` cannot
-meet: every wait is bounded by ``timeout_s`` (python-miio's handshake waits 5 s, up
-to four times); nothing blocks the daemon's loop, so one dead relay cannot delay a
-cut on another; and failures come out as typed errors the controller can act on.
+Replies are decoded and checked with python-miio's own codec (``miio.protocol``:
+header, MD5 checksum, AES with the token-derived key); requests are built by
+``RequestCodec`` into the same bytes, faster (it is on the path of every cut).
+The exchange around it is ours, on asyncio UDP, for three reasons python-miio's
+blocking ``Device`` cannot meet: every wait is bounded by ``timeout_s``
+(python-miio's handshake waits 5 s, up to four times); nothing blocks the daemon's
+loop, so one dead relay cannot delay a cut on another; and failures come out as
+typed errors the controller can act on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
+import hashlib
 import importlib.util
+import json
 import math
 import random
+import struct
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 import construct
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from stove_ctl.errors import (
     RelayAuthError,
@@ -72,6 +77,36 @@ PORT = 54321
 HELLO = bytes.fromhex("21310020" + "ff" * 28)
 
 
+class RequestCodec:
+    """Builds request packets: the same bytes as python-miio's ``Message.build``
+    (tests/test_miio.py compares them on generated requests), in a tenth of the time.
+
+    ``Message.build`` goes through the ``construct`` library, about 0.2 ms per packet
+    on the machine in docs/PERFORMANCE.md, and a shutoff waits for it before anything
+    is sent. The layout is the protocol's: a 16-byte header (magic 0x2131, total
+    length, 0, device id, device time), the MD5 of header + token + payload, then the
+    payload: the JSON request and a NUL, PKCS#7-padded, AES-128-CBC with key
+    MD5(token) and IV MD5(key + token). Replies are still decoded by python-miio.
+    """
+
+    def __init__(self, token: bytes) -> None:
+        self.token = token
+        key = hashlib.md5(token).digest()  # the protocol's key derivation
+        self._cipher = Cipher(algorithms.AES(key), modes.CBC(hashlib.md5(key + token).digest()))
+
+    def encode(self, request: dict[str, Any], device_id: bytes, stamp: int) -> bytes:
+        plain = json.dumps(request).encode("utf-8") + b"\x00"
+        pad = 16 - len(plain) % 16
+        encryptor = self._cipher.encryptor()
+        data = encryptor.update(plain + bytes((pad,)) * pad) + encryptor.finalize()
+        header = _HEADER.pack(0x2131, 32 + len(data), 0, device_id, stamp % 2**32)
+        checksum = hashlib.md5(header + self.token + data).digest()
+        return header + checksum + data
+
+
+_HEADER = struct.Struct(">HHI4sI")
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue()
@@ -107,6 +142,7 @@ class MiioProtocol:
         self._stamp_base = 0
         self._stamp_at = 0.0
         self._lock = asyncio.Lock()
+        self._codec = RequestCodec(token)
         self._transport: asyncio.DatagramTransport | None = None
         self._inbox: _Datagrams | None = None
 
@@ -168,18 +204,7 @@ class MiioProtocol:
         assert self._device_id is not None
         elapsed = asyncio.get_running_loop().time() - self._stamp_at
         stamp = self._stamp_base + int(elapsed) + 1
-        header = {
-            "length": 0,
-            "unknown": 0,
-            "device_id": self._device_id,
-            "ts": datetime.datetime.fromtimestamp(stamp, datetime.UTC).replace(tzinfo=None),
-        }
-        return bytes(
-            Message.build(
-                {"data": {"value": request}, "header": {"value": header}, "checksum": 0},
-                token=self.token,
-            )
-        )
+        return self._codec.encode(request, self._device_id, stamp)
 
     def _decode(self, data: bytes) -> dict[str, Any] | None:
         try:
