@@ -569,7 +569,12 @@ def main() -> int:
         + ("\n" + "\n".join(bullet(e) for e in extra) + "\n" if extra else "")
         + note
     )
-    write_section("Shutoff latency", body)
+    title = "Shutoff latency"
+    if args.presets != "miio,tasmota":
+        title += ": " + args.presets.replace(",", ", ")
+    if args.broker_nodelay:
+        title += " (test broker with set_tcp_nodelay)"
+    write_section(title, body)
     return 0
 
 

@@ -144,6 +144,12 @@ class MiioRelaySim:
             self.board.power_cycle()
 
     @property
+    def held_replies(self) -> int:
+        """Replies written but not yet sent (held back by ``delay_next``)."""
+        with self._lock:
+            return len(self._outbox)
+
+    @property
     def stamp(self) -> int:
         """Seconds since boot, as the device puts in every header."""
         return int(self._clock() - self._booted) + 1

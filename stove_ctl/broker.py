@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -98,6 +99,7 @@ class BrokerLink:
         client.on_connect = self._connected_cb
         client.on_disconnect = self._disconnected_cb
         client.on_message = self._message_cb
+        client.on_socket_open = _no_delay
         return client
 
     def raw_client(self) -> paho.Client:
@@ -253,3 +255,12 @@ class BrokerLink:
             self._inbox_due = False
         for handler, incoming in batch:
             handler(incoming)
+
+
+def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Every packet leaves at once (TCP_NODELAY). With Nagle on, a packet written while
+    the one before is unacknowledged waits for that ACK, which the broker may delay by
+    up to 40 ms: a Tasmota pulse is two messages back to back, and a relay command may
+    follow an event just published."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stove_ctl.clock import Clock
 from stove_ctl.commands import NEEDS_BURNER, RESTORE_ACTIONS, Command
 from stove_ctl.config import TrustConfig
+from stove_ctl.eager import start as eager_start
 from stove_ctl.errors import CommandError, RelayError, RelayMismatch
 from stove_ctl.events import EventKind, EventLog
 from stove_ctl.relay import FlameInput, Relay, Wiring
@@ -85,6 +86,7 @@ class _Burner:
     last_shutoff: ShutoffRecord | None = None
     lock_confirmed: asyncio.Future[None] | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    poll_read: asyncio.Task[bool] | None = None  # a polling read in flight
 
     @property
     def pulsing(self) -> bool:
@@ -172,8 +174,12 @@ class Controller:
         self._emit("daemon_stop")
         self._save()
 
-    def _spawn(self, burner: _Burner, work: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(work)
+    def _spawn(
+        self, burner: _Burner, work: Coroutine[Any, Any, Any], eager: bool = False
+    ) -> asyncio.Task[Any]:
+        """Run ``work`` as the burner's background task. ``eager``: its first step runs
+        now, so a cut is on the wire before this returns (stove_ctl/eager.py)."""
+        task = eager_start(work) if eager else asyncio.ensure_future(work)
         burner.background.add(task)
         task.add_done_callback(burner.background.discard)
         task.add_done_callback(_log_crash)
@@ -243,12 +249,18 @@ class Controller:
         handler = self.handlers.get(cmd.action)
         if cmd.action == "timers" and handler is not None:  # a read: no event
             return await handler(cmd, targets)
-        self._emit(
-            "command",
-            source=cmd.source,
-            command_id=cmd.id,
-            detail={"action": cmd.action, "burner": cmd.burner or "all"},
-        )
+        # The relays get their orders first (each shutoff starts at once, up to the
+        # relay command on the wire); the event log and its listeners hear of it after.
+        started: list[tuple[_Burner, _Shutoff, bool]] = []
+        with self.events.held():
+            self._emit(
+                "command",
+                source=cmd.source,
+                command_id=cmd.id,
+                detail={"action": cmd.action, "burner": cmd.burner or "all"},
+            )
+            if handler is None and cmd.action == "shutoff":
+                started = [(b, *self._start_shutoff(b, cmd)) for b in targets]
         if handler is not None:
             try:
                 return await handler(cmd, targets)
@@ -256,7 +268,7 @@ class Controller:
                 self._rejected(cmd, exc)
                 raise
         if cmd.action == "shutoff":
-            return await self._shutoff_all(targets, cmd, wait, timeout_s)
+            return await self._shutoff_results(started, wait, timeout_s)
         if cmd.action != "unlock" and cmd.action != "lock":
             raise CommandError("unknown_action", f"{cmd.action} is not available here")
         if cmd.action == "lock":
@@ -351,7 +363,7 @@ class Controller:
         )
         burner.shutoff = shutoff
         burner.last_shutoff = shutoff.record
-        shutoff.task = self._spawn(burner, self._run_shutoff(burner, shutoff))
+        shutoff.task = self._spawn(burner, self._run_shutoff(burner, shutoff), eager=True)
         return shutoff, False
 
     def _joinable(self, burner: _Burner, shutoff: _Shutoff) -> bool:
@@ -452,13 +464,15 @@ class Controller:
         )
         self._lock(burner, Command(action="lock", source="rule", id="flame-not-out"))
 
-    async def _shutoff_all(
-        self, targets: list[_Burner], cmd: Command, wait: Wait, timeout_s: float | None
+    async def _shutoff_results(
+        self,
+        started: list[tuple[_Burner, _Shutoff, bool]],
+        wait: Wait,
+        timeout_s: float | None,
     ) -> dict[str, Any]:
-        started = [(b, *self._start_shutoff(b, cmd)) for b in targets]
         if wait != "accepted":
             futures = [s.done if wait == "done" else s.cut_confirmed for _, s, _ in started]
-            default = max(b.spec.pulse_s for b in targets) + WAIT_SLACK_S
+            default = max(b.spec.pulse_s for b, _, _ in started) + WAIT_SLACK_S
             await self._wait_any(asyncio.gather(*futures), timeout_s or default)
         results = []
         for burner, shutoff, joined in started:
@@ -507,7 +521,7 @@ class Controller:
             if not confirmed.done():
                 confirmed.set_result(None)
 
-        self._spawn(burner, hold())
+        self._spawn(burner, hold(), eager=True)
         return confirmed
 
     async def _unlock_all(
@@ -606,6 +620,7 @@ class Controller:
         attempt = 0
         while True:
             attempt += 1
+            self._preempt_polls(spec.relay)
             async with burner.io:
                 if not wanted() or (not cut and burner.lock is not None):
                     return None
@@ -688,12 +703,31 @@ class Controller:
                 if not burner.io.locked() and not burner.driving:
                     await self._check_external(burner)
 
+    def _preempt_polls(self, relay: Relay) -> None:
+        """A polling read on this relay gives way to a cut or restore. The device answers
+        one request at a time, and a read it does not answer holds it for up to the
+        relay's timeout (2 s for miIO): the drive reads the relay back itself anyway."""
+        for other in self._burners.values():
+            if other.poll_read is not None and other.spec.relay is relay:
+                other.poll_read.cancel()
+
     async def _check_external(self, burner: _Burner) -> None:
         spec = burner.spec
         source = spec.relay.external_source
         async with burner.io:
+            read = asyncio.ensure_future(spec.relay.read(spec.channel))
+            burner.poll_read = read
             try:
-                cut_now = spec.wiring.is_cut(await spec.relay.read(spec.channel))
+                await asyncio.wait({read})
+            except asyncio.CancelledError:  # the poller itself is being stopped
+                read.cancel()
+                raise
+            finally:
+                burner.poll_read = None
+            if read.cancelled():
+                return  # preempted by a drive (_preempt_polls)
+            try:
+                cut_now = spec.wiring.is_cut(read.result())
             except RelayError as exc:
                 if burner.link_fault is None:
                     log.warning("%s: relay not answering: %s", spec.key, exc)

@@ -14,7 +14,7 @@ import queue
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,6 +89,8 @@ class EventLog:
         self._queue: queue.Queue[Event | None] = queue.Queue()
         self._lock = threading.Lock()
         self._seq = 0
+        self._held = 0
+        self._pending: list[Event] = []
         self.store_error: str | None = None
         self._thread: threading.Thread | None = None
         if path is not None:
@@ -122,6 +124,32 @@ class EventLog:
             self._seq += 1
             event = Event(seq=self._seq, ts=ts, kind=kind, **fields)
             self._recent.append(event)
+            if self._held:
+                self._pending.append(event)
+                return event
+        self._deliver(event)
+        return event
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Record events at once, but pass them to the store and the subscribers only
+        when the block ends, in order. For the few steps between a command and its
+        relay command: a subscriber (the MQTT interface) or the store's thread woken
+        there would take the GIL while the relay command is still being built."""
+        with self._lock:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+                pending = self._pending if not self._held else []
+                if not self._held:
+                    self._pending = []
+            for event in pending:
+                self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         if self._thread is not None:
             self._queue.put(event)
         for callback in list(self._subscribers):
@@ -129,7 +157,6 @@ class EventLog:
                 callback(event)
             except Exception:
                 log.exception("event subscriber failed")
-        return event
 
     def _writer(self) -> None:
         assert self.path is not None

@@ -21,6 +21,7 @@ from stove_ctl.commands import parse_command
 from stove_ctl.config import MqttConfig, StoveConfig
 from stove_ctl.control import run_text
 from stove_ctl.controller import Controller
+from stove_ctl.eager import start as eager_start
 from stove_ctl.errors import CommandError
 from stove_ctl.events import Event, EventLog
 
@@ -90,12 +91,14 @@ class _StoveChannel:
             self.publish_state()
 
     def _on_text(self, message: Incoming) -> None:
-        task = asyncio.ensure_future(self.api.handle_text(self, message))
-        self.api.tasks.add(task)
-        task.add_done_callback(self.api.tasks.discard)
+        self._track(eager_start(self.api.handle_text(self, message)))
 
     def _on_command(self, message: Incoming) -> None:
-        task = asyncio.ensure_future(self.api.handle_command(self, message))
+        # Started at once: a shutoff's relay command leaves in this same turn of the
+        # loop, not after the broker thread has had the GIL again (stove_ctl/eager.py).
+        self._track(eager_start(self.api.handle_command(self, message)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self.api.tasks.add(task)
         task.add_done_callback(self.api.tasks.discard)
 

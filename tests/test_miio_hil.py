@@ -109,6 +109,28 @@ def test_thirty_percent_packet_loss_still_completes_every_shutoff(tmp_path, daem
         k.sim.stop()
 
 
+def test_a_cut_does_not_wait_behind_a_poll_the_device_leaves_unanswered(
+    tmp_path, kitchen, daemons
+) -> None:
+    """A polling read the device does not answer holds the relay for a whole try
+    (timeout_s / 3 = 3.3 s here) before it is sent again. A shutoff cancels that read
+    and goes first: the next request the device sees is the cut, not the read's retry."""
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0, timeout_s=10))
+    daemon.wait_reconciled()
+    sim = kitchen.sim
+    sim.delay_s = 120.0  # the reply to the next request is held back for two minutes
+    sim.delay_next = 1
+    wait_for(lambda: sim.held_replies == 1, 5)  # a poll read reached it; no answer yet
+    held_at = len(sim.request_times) - 1
+    assert sim.request_times[held_at][1] == "get_properties"
+    off = daemon.cli("off", "left", "--timeout", "3")
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert not kitchen.burner("left").flame
+    methods = [method for _, method in sim.request_times[held_at + 1 :]]
+    assert methods[0] == "set_properties", methods  # the cut, not the poll's retry
+    assert sim.held_replies == 1  # the read's answer is still held: nobody waited for it
+
+
 def test_offline_at_shutoff_faults_retries_and_cuts_when_back(tmp_path, kitchen, daemons) -> None:
     daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0))
     kitchen.sim.offline = True
