@@ -1,0 +1,184 @@
+"""The shutoff path inside the daemon, step by step: MQTT payload -> the miIO packet
+handed to the socket, in one process, no broker.
+
+    python bench/path.py [-n 200]
+
+Builds the daemon's runtime from a config (one burner on a simulated miIO relay on
+127.0.0.91, polling off) and, for each sample, does what the MQTT interface does with
+a ``…/cmd`` payload: JSON, ``parse_command``, ``Controller.execute`` started at once
+(``stove_ctl.eager``). Time stamps (``perf_counter``) are taken at the parsed command,
+at ``Controller._start_shutoff`` and when the packet reaches the transport's
+``sendto``; the packet build itself is timed on its own, and so is python-miio's
+``Message.build`` for the same request (what the driver used before, and what the
+bare baseline in bench/latency.py still uses). The next sample waits until the pulse
+is over. The first 10 samples are left out (warm-up).
+
+What this leaves out, and bench/latency.py has: the broker, paho's network thread and
+its hand-over to the event loop, and the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _common import busy, header_lines, load_text, summary, table, write_section
+from miio.protocol import Message
+
+from hardware.miio_sim import MiioRelaySim
+from hardware.relay import SimRelay
+from stove_ctl.clock import RealClock
+from stove_ctl.commands import parse_command
+from stove_ctl.config import load_config
+from stove_ctl.eager import start as eager_start
+from stove_ctl.factory import build
+
+TOKEN = "00112233445566778899aabbccddeeff"
+HOST = "127.0.0.91"
+WARM_UP = 10
+
+
+def python_miio_build(request: dict[str, Any], token: bytes, device_id: bytes) -> bytes:
+    header = {
+        "length": 0,
+        "unknown": 0,
+        "device_id": device_id,
+        "ts": datetime.datetime.fromtimestamp(time.time(), datetime.UTC).replace(tzinfo=None),
+    }
+    return bytes(
+        Message.build(
+            {"data": {"value": request}, "header": {"value": header}, "checksum": 0},
+            token=token,
+        )
+    )
+
+
+async def measure(n: int) -> dict[str, list[float]]:
+    tmp = Path(tempfile.mkdtemp(prefix="stove-bench-path-"))
+    board = SimRelay(channels=1)
+    sim = MiioRelaySim(board, host=HOST, token=TOKEN)
+    sim.start()
+    cfg = {
+        "state_dir": str(tmp / "state"),
+        "socket": str(tmp / "ctl.sock"),
+        "log_level": "warning",
+        "relays": {"r": {"driver": "miio", "host": HOST, "token": TOKEN, "poll_s": 0}},
+        "stoves": [{"id": "k", "burners": [{"id": "b", "relay": {"device": "r"}, "pulse_s": 0.5}]}],
+    }
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    runtime = build(load_config(tmp / "config.yaml"), RealClock())
+    controller = runtime.controller
+    out: dict[str, list[float]] = {
+        k: [] for k in ("parse", "execute", "start", "packet", "python-miio", "total")
+    }
+    try:
+        await runtime.start()
+        await controller.start()
+        await asyncio.sleep(0.5)
+        protocol: Any = runtime.relays["r"].protocol  # type: ignore[attr-defined]
+        marks: dict[str, float] = {}
+        transport = protocol._transport
+        sendto = transport.sendto
+        build_packet = protocol._packet
+        start_shutoff = controller._start_shutoff
+
+        def timed_sendto(data: bytes, *rest: Any) -> None:
+            marks.setdefault("sent", time.perf_counter())
+            sendto(data, *rest)
+
+        def timed_packet(request: dict[str, Any]) -> bytes:
+            t = time.perf_counter()
+            packet: bytes = build_packet(request)
+            marks.setdefault("packet", time.perf_counter() - t)
+            marks.setdefault("request", request)  # type: ignore[arg-type]
+            return packet
+
+        def timed_start(burner: Any, cmd: Any) -> Any:
+            marks.setdefault("start", time.perf_counter())
+            return start_shutoff(burner, cmd)
+
+        transport.sendto = timed_sendto
+        protocol._packet = timed_packet
+        controller._start_shutoff = timed_start  # type: ignore[method-assign]
+        for i in range(n + WARM_UP):
+            marks.clear()
+            payload = json.dumps({"action": "shutoff", "burner": "k/b", "id": f"p{i}"}).encode()
+
+            async def handle(payload: bytes = payload) -> dict[str, Any]:
+                command = parse_command(json.loads(payload), source="mqtt")
+                marks["parsed"] = time.perf_counter()
+                return await controller.execute(command, wait="confirmed", timeout_s=5)
+
+            t0 = time.perf_counter()
+            task = eager_start(handle())
+            t1 = time.perf_counter()
+            python_miio_build(marks["request"], bytes.fromhex(TOKEN), b"\x00\x00\x00\x01")  # type: ignore[arg-type]
+            t2 = time.perf_counter()
+            reply = await task
+            if not reply["ok"]:
+                raise RuntimeError(f"shutoff failed: {reply}")
+            if i >= WARM_UP:
+                out["parse"].append((marks["parsed"] - t0) * 1e6)
+                out["execute"].append((marks["start"] - marks["parsed"]) * 1e6)
+                out["start"].append((marks["sent"] - marks["start"]) * 1e6)
+                out["packet"].append(marks["packet"] * 1e6)
+                out["python-miio"].append((t2 - t1) * 1e6)
+                out["total"].append((marks["sent"] - t0) * 1e6)
+            while controller.status()["burners"][0]["mode"] != "ready":
+                await asyncio.sleep(0.02)
+    finally:
+        await controller.stop()
+        await runtime.close()
+        sim.stop()
+    return out
+
+
+LABELS = {
+    "parse": "JSON + parse_command (pydantic)",
+    "execute": "execute: trust, targets, `command` event",
+    "start": "_start_shutoff -> sendto (incl. packet)",
+    "packet": "  of which: build the packet (RequestCodec)",
+    "python-miio": "python-miio Message.build, same request",
+    "total": "payload -> sendto",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    before = load_text()
+    out = asyncio.run(measure(args.n))
+    rows = []
+    for key, label in LABELS.items():
+        s = summary(out[key])
+        rows.append([label, s["n"], s["p50"], s["p90"], s["p99"], s["max"]])
+    header = ["step (us)", "N", "p50", "p90", "p99", "max"]
+    text = table(header, rows)
+    print(text)
+    print(f"{before} / {load_text()}")
+    if args.no_write:
+        return 0
+    note = "\nThe machine was busy (1-min load > 0.7): figures are provisional.\n" if busy() else ""
+    body = (
+        header_lines(f"python bench/path.py -n {args.n}", f"{args.n} shutoffs (+{WARM_UP} warm-up)")
+        + "\n\n"
+        + "In one process, no broker: a `…/cmd` payload -> the miIO packet handed to "
+        "`sendto`, in microseconds (`perf_counter`). The python-miio row is not on the "
+        "path: it is the codec the driver used before, timed on the same request.\n\n"
+        f"```\n{text}\n```\n\n{before} / {load_text()}\n" + note
+    )
+    write_section("Shutoff path inside the daemon", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
