@@ -141,11 +141,11 @@ class EventLog:
         try:
             yield
         finally:
+            pending: list[Event] = []
             with self._lock:
                 self._held -= 1
-                pending = self._pending if not self._held else []
-                if not self._held:
-                    self._pending = []
+                if not self._held:  # the outermost block: tell everything held
+                    pending, self._pending = self._pending, []
             for event in pending:
                 self._deliver(event)
 
