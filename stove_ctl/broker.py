@@ -1,16 +1,19 @@
-"""One connection to the MQTT broker (paho-mqtt), shaped for asyncio.
+"""One connection to the MQTT broker (paho-mqtt), run on the asyncio loop.
 
-paho runs its network loop in a thread and reconnects by itself with backoff; this
-wrapper hands every message to the asyncio loop, re-subscribes and calls the
-``on_connect`` hooks after every (re)connect, starts without a broker (the safety
-path never waits for one), and falls back from MQTT v5 to v3.1.1 when a broker refuses
-v5. Passwords are never logged.
+paho's socket is watched by the event loop itself (paho's external-loop API:
+``loop_read`` / ``loop_write`` / ``loop_misc``), not by a paho thread: a command
+message is handled, and a relay command published, in the same loop step that read
+it, with no hand-over between threads (docs/PERFORMANCE.md, Findings 10). Only the
+blocking part of a (re)connect (TCP, TLS handshake) runs in a worker thread. This
+wrapper reconnects every 1-4 s while the broker is away, re-subscribes and calls the
+``on_connect`` hooks after every (re)connect, starts without a broker (the safety path
+never waits for one), and falls back from MQTT v5 to v3.1.1 when a broker refuses v5.
+Passwords are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import socket
@@ -66,27 +69,30 @@ class BrokerLink:
         self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
         self._on_connect: list[Callable[[], None]] = []
         self._connected = threading.Event()
+        self._gone = threading.Event()  # the socket is closed (set by paho's callbacks)
         self._stopping = False
-        self._inbox: collections.deque[tuple[Handler, Incoming]] = collections.deque()
-        self._inbox_lock = threading.Lock()
-        self._inbox_due = False
         self._v5 = settings.protocol in ("auto", "5")
         self._client = self._make_client()
+        self._runner: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None  # the connection ended: reconnect
+        self._fd: int | None = None  # paho's socket, as registered with the loop
+        self._reading = False  # inside paho's loop_read (and its callback lock)
+        self._accepted = False  # the broker accepted the connection (since the last try)
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self, on_loop: bool = True) -> paho.Client:
         s = self.settings
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
+            # No reconnect inside paho's callbacks (a blocking connect on the loop):
+            # ``_run`` reconnects.
+            reconnect_on_failure=False,
         )
-        # A pending cut may be waiting on this link (MQTT relays): never more than a few
-        # seconds between attempts, however long the broker was gone.
-        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.ca_file or s.cert_file:
@@ -99,36 +105,186 @@ class BrokerLink:
         client.on_connect = self._connected_cb
         client.on_disconnect = self._disconnected_cb
         client.on_message = self._message_cb
-        client.on_socket_open = _no_delay
+        client.on_socket_open = self._socket_open if on_loop else _no_delay
+        if on_loop:
+            client.on_socket_close = self._socket_close
+            client.on_socket_register_write = self._want_write
+            client.on_socket_unregister_write = self._unwant_write
         return client
 
     def raw_client(self) -> paho.Client:
-        """The configured paho client, for a one-off synchronous check (doctor)."""
-        return self._client
+        """A paho client configured like this link's, for a one-off synchronous check
+        with paho's own loop (doctor)."""
+        return self._make_client(on_loop=False)
 
     # -- life cycle --------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Connect in the background; keeps trying while the broker is away."""
         self._loop = loop
-        self._client.connect_async(
-            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
-        )
-        self._client.loop_start()
+        self._wake = asyncio.Event()
+        self._runner = loop.create_task(self._run())
 
     async def wait_connected(self, timeout_s: float) -> bool:
         return await asyncio.to_thread(self._connected.wait, timeout_s)
 
-    def stop(self, last_words: tuple[str, str] | None = None) -> None:
-        """Publish ``last_words`` (topic, payload; retained) if connected, then go."""
+    async def stop(self, last_words: tuple[str, str] | None = None) -> None:
+        """Publish ``last_words`` (topic, payload; retained) if connected, then
+        disconnect and wait (up to 2 s each) for the broker to have both."""
         if last_words is not None and self.connected:
             info = self._client.publish(last_words[0], last_words[1], qos=1, retain=True)
-            with contextlib.suppress(ValueError, RuntimeError):
-                info.wait_for_publish(timeout=2)
+            self._write_now(self._client)
+            deadline = asyncio.get_running_loop().time() + 2
+            while not info.is_published() and asyncio.get_running_loop().time() < deadline:
+                if not self.connected:
+                    break
+                await asyncio.sleep(0.01)
         self._stopping = True
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._client.socket() is not None:
+            self._client.disconnect()
+            self._write_now(self._client)
+            await asyncio.to_thread(self._gone.wait, 2)
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
         self._connected.clear()
+
+    async def _run(self) -> None:
+        """Connect, and reconnect 1-4 s after every loss, until stopped."""
+        assert self._wake is not None
+        delay = 1.0
+        while not self._stopping:
+            client = self._client
+            self._gone.clear()
+            try:
+                s = self.settings
+                await asyncio.to_thread(client.connect, s.host, s.port, s.keepalive_s)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                self._gone.set()
+                log.debug("cannot reach broker %s:%d: %s", s.host, s.port, exc)
+            except Exception:  # keep reconnecting whatever went wrong this time
+                self._gone.set()
+                log.exception("connecting to broker %s:%d failed", s.host, s.port)
+            else:
+                misc = asyncio.ensure_future(self._misc(client))
+                try:
+                    await self._wake.wait()
+                finally:
+                    misc.cancel()
+                self._wake.clear()
+                if self._accepted:  # back-off only while the broker refuses or is away
+                    self._accepted = False
+                    delay = 1.0
+                if client is not self._client:
+                    continue  # a new client (v3.1.1 fall-back): connect it at once
+            if self._stopping:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _misc(self, client: paho.Client) -> None:
+        """Keepalive: pings, and a connection whose broker stopped answering is
+        closed (paho re-sends unacknowledged QoS 1 messages after a reconnect)."""
+        while True:
+            await asyncio.sleep(1)
+            if client.loop_misc() != paho.MQTT_ERR_SUCCESS:
+                self._lost()
+                return
+
+    def _lost(self) -> None:
+        self._connected.clear()
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- paho's socket on the event loop ---------------------------------------------
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` on the loop: at once if this is the loop's thread (paho calls us
+        from there, except during a connect, which runs in a worker thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        _no_delay(client, userdata, sock)
+        self._on_loop(self._watch, client, sock)
+
+    def _watch(self, client: paho.Client, sock: Any) -> None:
+        current = client.socket()
+        if client is not self._client or current is None or current is not sock:
+            return  # closed again before the loop got to it
+        assert self._loop is not None
+        fd = current.fileno()
+        self._fd = fd
+        self._loop.add_reader(fd, self._readable, client, sock)
+
+    def _readable(self, client: paho.Client, sock: Any) -> None:
+        self._reading = True
+        try:
+            client.loop_read()
+            # TLS: records already decrypted wait in the SSL object, not in the
+            # socket, and would not wake the loop again.
+            pending = getattr(sock, "pending", None)
+            while pending is not None and client.socket() is sock and pending() > 0:
+                client.loop_read()
+        finally:
+            self._reading = False
+        # What the handlers published, in this same loop step (not inside paho's
+        # callback lock: a failed write closes the socket, which takes that lock).
+        self._write_now(client)
+
+    def _write_now(self, client: paho.Client) -> None:
+        if not self._reading and client.socket() is not None and client.want_write():
+            client.loop_write()
+
+    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._unwatch)
+        self._gone.set()
+
+    def _unwatch(self) -> None:
+        # By number: paho closes the socket right after this callback.
+        fd, self._fd = self._fd, None
+        if fd is not None and self._loop is not None:
+            self._loop.remove_reader(fd)
+            self._loop.remove_writer(fd)
+        if self._client.socket() is None:  # not an old socket closed by a new connect
+            self._lost()
+
+    def _want_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        # Not at once: a publish on the loop is usually written whole straight after
+        # (``_write_now``), and the writer would be added and removed for nothing.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            loop.call_soon(self._add_writer, client, sock)
+        else:
+            loop.call_soon_threadsafe(self._add_writer, client, sock)
+
+    def _add_writer(self, client: paho.Client, sock: Any) -> None:
+        if client.socket() is sock and self._fd is not None and client.want_write():
+            assert self._loop is not None
+            self._loop.add_writer(self._fd, client.loop_write)
+
+    def _unwant_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._remove_writer)
+
+    def _remove_writer(self) -> None:
+        if self._fd is not None and self._loop is not None:
+            self._loop.remove_writer(self._fd)
 
     # -- use ---------------------------------------------------------------------
 
@@ -165,14 +321,24 @@ class BrokerLink:
         correlation_data: bytes | None = None,
     ) -> None:
         """Queue a message. Dropped (not raised) while disconnected, except qos>0,
-        which paho keeps and sends after reconnecting."""
+        which paho keeps and sends after reconnecting. On the loop's thread the
+        message is written to the socket at once (or, from a handler of this link, as
+        soon as paho's read returns), not on the loop's next turn."""
         properties = None
         if correlation_data is not None and self._v5:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation_data
-        self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        client = self._client
+        client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if self._loop is not None and self._connected.is_set():
+            try:
+                on_loop = asyncio.get_running_loop() is self._loop
+            except RuntimeError:
+                on_loop = False
+            if on_loop:
+                self._write_now(client)
 
-    # -- paho callbacks (network thread) -------------------------------------------
+    # -- paho callbacks (on the loop) ------------------------------------------------
 
     def _connected_cb(
         self,
@@ -187,11 +353,14 @@ class BrokerLink:
             if self._v5 and self.settings.protocol == "auto" and reason.value in (1, 132):
                 log.info("broker does not speak MQTT v5; falling back to v3.1.1")
                 self._v5 = False
-                client.disconnect()
                 self._client = self._make_client()
-                if self._loop is not None:
-                    self._loop.call_soon_threadsafe(self._restart)
+                client.disconnect()
+                self._lost()
             return
+        if self._stopping:  # a connect that was under way when stop() came
+            client.disconnect()
+            return
+        self._accepted = True
         log.info(
             "connected to broker %s:%d (MQTT %s)",
             self.settings.host,
@@ -201,13 +370,18 @@ class BrokerLink:
         self._connected.set()
         for topic, (qos, _) in self._subscriptions.items():
             self._subscribe(client, topic, qos)
+        # After paho's own work on the CONNACK (it re-sends what was in flight when the
+        # link dropped: an older retained state must not land after the current one),
+        # and outside its callback lock; one failing hook does not stop the others.
         if self._loop is not None:
             for hook in self._on_connect:
-                self._loop.call_soon_threadsafe(hook)
+                self._loop.call_soon_threadsafe(self._call_hook, hook)
 
-    def _restart(self) -> None:
-        if self._loop is not None:
-            self.start(self._loop)
+    def _call_hook(self, hook: Callable[[], None]) -> None:
+        try:
+            hook()
+        except Exception:
+            log.exception("on-connect hook %r failed", hook)
 
     def _disconnected_cb(
         self,
@@ -220,6 +394,8 @@ class BrokerLink:
         if self._connected.is_set() and not self._stopping:
             log.warning("lost the broker (%s); reconnecting", reason)
         self._connected.clear()
+        if client is self._client:
+            self._on_loop(self._lost)
 
     def _message_cb(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         props = getattr(message, "properties", None)
@@ -230,31 +406,13 @@ class BrokerLink:
             response_topic=getattr(props, "ResponseTopic", None) if props else None,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
         )
-        if self._loop is None:
-            return
-        wanted = [
-            handler
-            for pattern, (_, handlers) in list(self._subscriptions.items())
-            if paho.topic_matches_sub(pattern, message.topic)
-            for handler in handlers
-        ]
-        # One wake-up of the loop per burst, not per message: under a flood the
-        # network thread then keeps up with the broker (which drops what a slow
-        # client leaves queued), and the loop takes the whole burst in one go.
-        with self._inbox_lock:
-            self._inbox.extend((handler, incoming) for handler in wanted)
-            if self._inbox_due or not self._inbox:
-                return
-            self._inbox_due = True
-        self._loop.call_soon_threadsafe(self._deliver)
-
-    def _deliver(self) -> None:
-        with self._inbox_lock:
-            batch = list(self._inbox)
-            self._inbox.clear()
-            self._inbox_due = False
-        for handler, incoming in batch:
-            handler(incoming)
+        for pattern, (_, handlers) in list(self._subscriptions.items()):
+            if paho.topic_matches_sub(pattern, message.topic):
+                for handler in list(handlers):
+                    try:
+                        handler(incoming)
+                    except Exception:
+                        log.exception("handler for %s failed", message.topic)
 
 
 def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:

@@ -33,6 +33,7 @@ Wait = Literal["accepted", "confirmed", "done"]
 # "still in progress" (the shutoff itself carries on regardless).
 WAIT_SLACK_S = 10.0
 JOIN_MARGIN_S = 0.5  # a request joins a pulse only if it still gets this much cut time
+EVENTS_HELD_MAX_S = 0.1  # a command's events wait for its cuts at most this long
 
 
 class Mode(enum.StrEnum):
@@ -250,9 +251,11 @@ class Controller:
         if cmd.action == "timers" and handler is not None:  # a read: no event
             return await handler(cmd, targets)
         # The relays get their orders first (each shutoff starts at once, up to the
-        # relay command on the wire); the event log and its listeners hear of it after.
+        # relay command on the wire); the event log and its listeners hear of it once
+        # the cuts are confirmed (at most EVENTS_HELD_MAX_S later).
         started: list[tuple[_Burner, _Shutoff, bool]] = []
-        with self.events.held():
+        release = self.events.hold()
+        try:
             self._emit(
                 "command",
                 source=cmd.source,
@@ -261,6 +264,8 @@ class Controller:
             )
             if handler is None and cmd.action == "shutoff":
                 started = [(b, *self._start_shutoff(b, cmd)) for b in targets]
+        finally:
+            self._release_after_cuts(release, [s.cut_confirmed for _, s, _ in started])
         if handler is not None:
             try:
                 return await handler(cmd, targets)
@@ -274,6 +279,32 @@ class Controller:
         if cmd.action == "lock":
             return await self._lock_all(targets, cmd, wait, timeout_s)
         return await self._unlock_all(targets, cmd, wait, timeout_s)
+
+    def _release_after_cuts(
+        self, release: Callable[[], None], cuts: list[asyncio.Future[None]]
+    ) -> None:
+        """Release held events when every cut is confirmed (or has failed), or after
+        EVENTS_HELD_MAX_S, whichever comes first: the bookkeeping a command sets off
+        (the event store, events and state over MQTT) then does not compete for the
+        CPU with the relay command still on its way, nor with reading the relay's
+        answer. A broker on the same small host forwards the relay command sooner."""
+        pending = [f for f in cuts if not f.done()]
+        if not pending:
+            release()
+            return
+        timer = asyncio.ensure_future(self.clock.sleep(EVENTS_HELD_MAX_S))
+        timer.add_done_callback(lambda _: release())
+        left = len(pending)
+
+        def one_done(_: asyncio.Future[None]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                timer.cancel()
+                release()
+
+        for future in pending:
+            future.add_done_callback(one_done)
 
     def _rejected(self, cmd: Command, exc: CommandError) -> None:
         self._emit(

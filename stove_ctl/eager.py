@@ -1,12 +1,11 @@
 """Start a coroutine now, not on the event loop's next turn.
 
 ``asyncio.create_task`` only schedules a coroutine: its first step runs on the loop's
-next turn, and between two turns the loop polls its sockets, which releases the GIL to
-the broker and event-log threads. For a shutoff that means the relay command waits for
-them. ``start`` runs the coroutine at once, in the caller's stack, up to its first real
-wait (for a miIO relay: the packet is on the wire, the reply not yet back), and hands the
-rest to an ordinary Task. Python 3.12 has this as ``eager_start``; this is the same idea
-for 3.11.
+next turn, and between two turns the loop polls its sockets (and the GIL may go to the
+event-log thread). For a shutoff that means the relay command waits for them. ``start``
+runs the coroutine at once, in the caller's stack, up to its first real wait (for a miIO
+relay: the packet is on the wire, the reply not yet back), and hands the rest to an
+ordinary Task. Python 3.12 has this as ``eager_start``; this is the same idea for 3.11.
 
 The Task returned behaves as one from ``create_task``: it has the coroutine's result or
 exception, and ``cancel()`` reaches the coroutine where it waits. Differences: during the

@@ -130,24 +130,40 @@ class EventLog:
         self._deliver(event)
         return event
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
+    def hold(self) -> Callable[[], None]:
         """Record events at once, but pass them to the store and the subscribers only
-        when the block ends, in order. For the few steps between a command and its
-        relay command: a subscriber (the MQTT interface) or the store's thread woken
-        there would take the GIL while the relay command is still being built."""
+        when every hold is released, in order. Returns the release (idempotent).
+
+        For the shutoff path: from a command to its relay's answer, a subscriber (the
+        MQTT interface publishing events and state) or the store's thread would take
+        the CPU and the GIL while the relay command is still on its way."""
         with self._lock:
             self._held += 1
-        try:
-            yield
-        finally:
+        released = False
+
+        def release() -> None:
+            nonlocal released
             pending: list[Event] = []
             with self._lock:
+                if released:
+                    return
+                released = True
                 self._held -= 1
-                if not self._held:  # the outermost block: tell everything held
+                if not self._held:  # the last hold: tell everything held
                     pending, self._pending = self._pending, []
             for event in pending:
                 self._deliver(event)
+
+        return release
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """``hold()`` for the length of a block."""
+        release = self.hold()
+        try:
+            yield
+        finally:
+            release()
 
     def _deliver(self, event: Event) -> None:
         if self._thread is not None:

@@ -46,7 +46,7 @@ class Runtime:
 
     async def close(self) -> None:
         if self.relay_link is not None:
-            await asyncio.to_thread(self.relay_link.stop)
+            await self.relay_link.stop()
         for relay in self.relays.values():
             await relay.close()
         self.events.close()

@@ -74,8 +74,8 @@ class _StoveChannel:
         self.link.on_connect(self._on_connect)
         self.link.start(loop)
 
-    def stop(self) -> None:
-        self.link.stop(last_words=(self.topic("availability"), "offline"))
+    async def stop(self) -> None:
+        await self.link.stop(last_words=(self.topic("availability"), "offline"))
 
     def _on_connect(self) -> None:
         self.link.publish(self.topic("availability"), "online", retain=True)
@@ -94,8 +94,8 @@ class _StoveChannel:
         self._track(eager_start(self.api.handle_text(self, message)))
 
     def _on_command(self, message: Incoming) -> None:
-        # Started at once: a shutoff's relay command leaves in this same turn of the
-        # loop, not after the broker thread has had the GIL again (stove_ctl/eager.py).
+        # Started at once: a shutoff's relay command leaves in this same step of the
+        # loop that read the message, not a turn later (stove_ctl/eager.py).
         self._track(eager_start(self.api.handle_command(self, message)))
 
     def _track(self, task: asyncio.Task[None]) -> None:
@@ -239,7 +239,7 @@ class MqttApi:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await asyncio.gather(*(asyncio.to_thread(c.stop) for c in self.channels.values()))
+        await asyncio.gather(*(c.stop() for c in self.channels.values()))
 
     async def _tick(self) -> None:
         """Flame changes are not events: look for state changes once a second."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
@@ -23,10 +24,84 @@ def test_packets_leave_at_once_tcp_nodelay(broker) -> None:
         link.start(asyncio.get_running_loop())
         try:
             assert await link.wait_connected(10)
-            sock = link.raw_client().socket()
+            sock = link._client.socket()  # the live connection
             assert sock is not None
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         finally:
-            await asyncio.to_thread(link.stop)
+            await link.stop()
 
     run(body())
+
+
+def test_a_write_failing_inside_a_handler_does_not_hang_the_loop(broker) -> None:
+    """paho calls handlers inside its callback lock, and a write that fails closes the
+    socket under that same lock: a handler's publish must not be written from inside
+    paho's read, or the event loop (every shutoff timer with it) stops for good."""
+    outcome: dict[str, object] = {}
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="dl"))
+        handled = asyncio.Event()
+
+        def handler(message: object) -> None:
+            sock = link._client.socket()
+            assert sock is not None
+            sock.shutdown(socket.SHUT_WR)  # the next write fails (EPIPE)
+            link.publish("t/reply", "x", qos=0)
+            handled.set()
+
+        link.subscribe("t/in", handler)
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            link.publish("t/in", "go")  # the broker sends it back to our subscription
+            await asyncio.wait_for(handled.wait(), 10)
+            await asyncio.sleep(0.05)
+            outcome["lost"] = not link.connected
+            outcome["back"] = await link.wait_connected(10)
+        finally:
+            await link.stop()
+
+    def in_thread() -> None:
+        try:
+            run(body())
+            outcome["done"] = True
+        except Exception as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=in_thread, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the event loop is stuck"
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome == {"lost": True, "back": True, "done": True}
+
+
+def test_a_failing_on_connect_hook_spares_the_others_and_the_link(broker, caplog) -> None:
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="hk"))
+        calls: list[str] = []
+
+        def bad() -> None:
+            calls.append("bad")
+            raise RuntimeError("hook failed")
+
+        link.on_connect(bad)
+        link.on_connect(lambda: calls.append("good"))
+        echoed = asyncio.Event()
+        link.subscribe("t/echo", lambda message: echoed.set())
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            for _ in range(200):
+                if len(calls) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert calls == ["bad", "good"]
+            link.publish("t/echo", "x")
+            await asyncio.wait_for(echoed.wait(), 5)  # the link still delivers
+        finally:
+            await link.stop()
+
+    run(body())
+    assert any("on-connect hook" in r.getMessage() for r in caplog.records)

@@ -9,6 +9,7 @@ import pytest
 
 from stove_ctl.commands import Command
 from stove_ctl.config import TrustConfig
+from stove_ctl.controller import EVENTS_HELD_MAX_S
 from stove_ctl.errors import CommandError
 from stove_ctl.relay import Wiring
 from stove_ctl.retry import CAP_S
@@ -293,6 +294,31 @@ def test_stuck_relay_is_a_mismatch_fault_not_a_confirmed_cut(kitchen_factory) ->
         await k.advance(3.0)
         assert "cut_confirmed" in k.kinds(LEFT)
         assert not k.burner("left").flame
+
+    run(body())
+
+
+def test_a_commands_events_wait_for_its_cut_but_never_long(kitchen_factory) -> None:
+    """The bookkeeping a shutoff sets off (event store, MQTT events and state) waits
+    until its cut is confirmed, so it does not compete with the relay command for the
+    CPU; a relay that does not answer holds it up EVENTS_HELD_MAX_S at most, and
+    nothing is lost or reordered."""
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.clock.settle()
+        heard: list[str] = []
+        k.events.subscribe(lambda e: heard.append(e.kind))
+        k.board.offline = True
+        await k.do("shutoff", "left")
+        assert heard == []  # recorded, not yet told
+        await k.clock.advance(EVENTS_HELD_MAX_S)
+        assert heard == ["command", "fault"]
+        k.board.offline = False
+        await k.advance(3.0)
+        assert "cut_confirmed" in heard
+        assert heard == [e.kind for e in k.log()][-len(heard) :]
 
     run(body())
 
