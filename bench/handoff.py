@@ -1,4 +1,4 @@
-"""The hand-over from paho's network thread to the daemon's event loop, alone.
+"""A message from the broker to the daemon's handler, against a bare paho thread.
 
     python bench/handoff.py [-n 300] [--rounds 3]
 
@@ -6,11 +6,14 @@ A publisher process sends ``-n`` QoS 1 messages, 30 ms apart, each carrying its 
 time (``perf_counter``: CLOCK_MONOTONIC, the same clock in every process), through a
 Mosquitto on a free loopback port. Two receivers, one round each in turn:
   - ``loop``: stove-ctl's ``BrokerLink``; the time is read in the handler, which runs on
-    the asyncio loop (paho's thread -> ``call_soon_threadsafe`` -> the loop), and the
-    handler publishes a 200-byte event, as the daemon does for a command;
+    the asyncio loop, and the handler publishes a 200-byte event, as the daemon does for
+    a command. Up to 9ff764e..d9bbfe9 paho's own thread read the socket and handed each
+    message to the loop (``call_soon_threadsafe``); since 7865a54 the loop reads paho's
+    socket itself (paho's external-loop API) and runs the handler in the same step;
   - ``paho thread``: a plain paho client; the time is read in ``on_message``, in paho's
     network thread (what bench/bare.py does).
-The difference is what the hand-over to the loop costs. Prints a table; writes nothing.
+The difference is what the daemon's receiving side costs over paho alone. Prints a
+table; writes nothing.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ async def on_loop(port: int, n: int) -> list[float]:
         await asyncio.sleep(0.3)
         await asyncio.to_thread(publish, port, n)
     finally:
-        await asyncio.to_thread(link.stop)
+        await link.stop()
     return out
 
 

@@ -13,8 +13,8 @@ at ``Controller._start_shutoff`` and when the packet reaches the transport's
 bare baseline in bench/latency.py still uses). The next sample waits until the pulse
 is over. The first 10 samples are left out (warm-up).
 
-What this leaves out, and bench/latency.py has: the broker, paho's network thread and
-its hand-over to the event loop, and the device.
+What this leaves out, and bench/latency.py has: the broker, the daemon's reading of
+the MQTT message off its socket, and the device.
 """
 
 from __future__ import annotations
