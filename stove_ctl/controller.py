@@ -281,7 +281,7 @@ class Controller:
         return await self._unlock_all(targets, cmd, wait, timeout_s)
 
     def _release_after_cuts(
-        self, release: Callable[[], None], cuts: list[asyncio.Future[None]]
+        self, release: Callable[..., None], cuts: list[asyncio.Future[None]]
     ) -> None:
         """Release held events when every cut is confirmed (or has failed), or after
         EVENTS_HELD_MAX_S, whichever comes first: the bookkeeping a command sets off
@@ -293,7 +293,9 @@ class Controller:
             release()
             return
         timer = asyncio.ensure_future(self.clock.sleep(EVENTS_HELD_MAX_S))
-        timer.add_done_callback(lambda _: release())
+        # When the bound is reached, out with everything held, whatever other commands
+        # still hold (a flood of shutoffs on a relay that does not answer).
+        timer.add_done_callback(lambda t: release(force=not t.cancelled()))
         left = len(pending)
 
         def one_done(_: asyncio.Future[None]) -> None:

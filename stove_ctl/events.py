@@ -130,9 +130,12 @@ class EventLog:
         self._deliver(event)
         return event
 
-    def hold(self) -> Callable[[], None]:
+    def hold(self) -> Callable[..., None]:
         """Record events at once, but pass them to the store and the subscribers only
-        when every hold is released, in order. Returns the release (idempotent).
+        when every hold is released, in order. Returns the release (idempotent);
+        ``release(force=True)`` tells everything held so far even while other holds
+        remain, so that holds overlapping one another cannot keep events back for
+        longer than one hold's own bound.
 
         For the shutoff path: from a command to its relay's answer, a subscriber (the
         MQTT interface publishing events and state) or the store's thread would take
@@ -141,7 +144,7 @@ class EventLog:
             self._held += 1
         released = False
 
-        def release() -> None:
+        def release(force: bool = False) -> None:
             nonlocal released
             pending: list[Event] = []
             with self._lock:
@@ -149,7 +152,7 @@ class EventLog:
                     return
                 released = True
                 self._held -= 1
-                if not self._held:  # the last hold: tell everything held
+                if not self._held or force:  # tell everything held so far
                     pending, self._pending = self._pending, []
             for event in pending:
                 self._deliver(event)

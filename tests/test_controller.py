@@ -323,6 +323,33 @@ def test_a_commands_events_wait_for_its_cut_but_never_long(kitchen_factory) -> N
     run(body())
 
 
+def test_overlapping_holds_keep_no_event_back_longer_than_one_bound(kitchen_factory) -> None:
+    """A stream of shutoffs for a relay that does not answer: each command holds the
+    events until its cut or its bound, and the holds overlap. Events still go out
+    within one bound of being recorded, in order, not only when the stream stops."""
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        await k.controller.start()
+        await k.clock.settle()
+        heard: list[tuple[str, float]] = []  # (kind, manual time heard)
+        k.events.subscribe(lambda e: heard.append((e.kind, k.clock.monotonic())))
+        k.board.offline = True
+        sent: list[float] = []
+        for i in range(25):  # one every 0.02 s for 0.5 s, alternating burners
+            sent.append(k.clock.monotonic())
+            await k.do("shutoff", "left" if i % 2 == 0 else "right")
+            await k.clock.advance(0.02)
+        commands = [t for kind, t in heard if kind == "command"]
+        assert len(commands) >= 20  # most went out while the stream went on
+        for at_sent, at_heard in zip(sent, commands, strict=False):
+            assert at_heard - at_sent <= EVENTS_HELD_MAX_S + 1e-6
+        await k.clock.advance(EVENTS_HELD_MAX_S)
+        assert [kind for kind, _ in heard] == [e.kind for e in k.log()][-len(heard) :]
+
+    run(body())
+
+
 def test_unknown_and_ambiguous_burners_are_refused_and_change_nothing(kitchen_factory) -> None:
     async def body() -> None:
         k: Kitchen = kitchen_factory()
