@@ -199,17 +199,20 @@ class BrokerLink:
 
     # -- paho's socket on the event loop ---------------------------------------------
 
+    def _in_loop(self) -> bool:
+        """Is this the loop's thread? (paho calls us from there, except during a
+        connect, which runs in a worker thread.)"""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
     def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn`` on the loop: at once if this is the loop's thread (paho calls us
-        from there, except during a connect, which runs in a worker thread)."""
+        """Run ``fn`` on the loop: at once if this is the loop's thread."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if self._in_loop():
             fn(*args)
         else:
             loop.call_soon_threadsafe(fn, *args)
@@ -265,11 +268,7 @@ class BrokerLink:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        try:
-            on_loop = asyncio.get_running_loop() is loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
+        if self._in_loop():
             loop.call_soon(self._add_writer, client, sock)
         else:
             loop.call_soon_threadsafe(self._add_writer, client, sock)
@@ -330,13 +329,8 @@ class BrokerLink:
             properties.CorrelationData = correlation_data
         client = self._client
         client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if self._loop is not None and self._connected.is_set():
-            try:
-                on_loop = asyncio.get_running_loop() is self._loop
-            except RuntimeError:
-                on_loop = False
-            if on_loop:
-                self._write_now(client)
+        if self._connected.is_set() and self._loop is not None and self._in_loop():
+            self._write_now(client)
 
     # -- paho callbacks (on the loop) ------------------------------------------------
 

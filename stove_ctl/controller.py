@@ -283,7 +283,7 @@ class Controller:
     def _release_after_cuts(
         self, release: Callable[..., None], cuts: list[asyncio.Future[None]]
     ) -> None:
-        """Release held events when every cut is confirmed (or has failed), or after
+        """Release held events when every cut is confirmed (or its shutoff has ended), or after
         EVENTS_HELD_MAX_S, whichever comes first: the bookkeeping a command sets off
         (the event store, events and state over MQTT) then does not compete for the
         CPU with the relay command still on its way, nor with reading the relay's

@@ -49,11 +49,11 @@ def exclusive_state_dir(state_dir: Path) -> Iterator[None]:
 def settle_heap() -> None:
     """Put what start-up built out of the cyclic collector's way.
 
-    The daemon's modules, config and services (some 50,000 objects) live as long as
-    the process, yet every full collection walks them all: 20-30 ms, started by
-    whatever allocation tips the count, often the ones a shutoff makes on its way to
-    the relay. Frozen, they are never walked again, and a full collection looks only
-    at what was made since (docs/PERFORMANCE.md, Findings 12)."""
+    The daemon's modules, config and services (some 45,000 objects) live as long as
+    the process, yet every full collection walks them all: 17-29 ms measured, started
+    by whatever allocation tips the count, which can be one a shutoff makes on its
+    way to the relay. Frozen, they are never walked again, and a full collection looks
+    only at what was made since (docs/PERFORMANCE.md, Findings 12; bench/heap.py)."""
     gc.collect()
     gc.freeze()
 

@@ -14,7 +14,7 @@ import queue
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -158,15 +158,6 @@ class EventLog:
                 self._deliver(event)
 
         return release
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """``hold()`` for the length of a block."""
-        release = self.hold()
-        try:
-            yield
-        finally:
-            release()
 
     def _deliver(self, event: Event) -> None:
         if self._thread is not None:

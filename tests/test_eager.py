@@ -161,11 +161,13 @@ def test_held_events_are_numbered_at_once_and_told_at_the_end_in_order(tmp_path:
     heard: list[Event] = []
     log.subscribe(heard.append)
     try:
-        with log.held():
-            first = log.emit("command", 1.0, source="cli")
-            with log.held():  # nested: told only when the outer block ends
-                second = log.emit("cut_commanded", 2.0, burner="k/b")
-            assert heard == []
+        release = log.hold()
+        first = log.emit("command", 1.0, source="cli")
+        inner = log.hold()  # overlapping: told only when the last hold is released
+        second = log.emit("cut_commanded", 2.0, burner="k/b")
+        inner()
+        assert heard == []
+        release()
         assert [e.kind for e in heard] == ["command", "cut_commanded"]
         assert second.seq == first.seq + 1
         log.emit("cut_confirmed", 3.0, burner="k/b")  # not held: told at once
@@ -175,14 +177,26 @@ def test_held_events_are_numbered_at_once_and_told_at_the_end_in_order(tmp_path:
         log.close()
 
 
-def test_held_events_are_told_even_when_the_block_raises(tmp_path: Path) -> None:
+def test_a_release_counts_once_and_force_tells_what_is_held(tmp_path: Path) -> None:
+    """The controller releases a hold from two places (its cuts confirmed, its bound
+    reached): a second call must not let another command's hold go."""
     log = EventLog(None)
     heard: list[str] = []
     log.subscribe(lambda e: heard.append(e.kind))
-    with pytest.raises(RuntimeError), log.held():
-        log.emit("command", 1.0)
-        raise RuntimeError("boom")
-    assert heard == ["command"]
+    outer = log.hold()
+    inner = log.hold()
+    inner()
+    inner()  # again: no effect
+    log.emit("command", 1.0)
+    assert heard == []  # outer still holds
+    forcing = log.hold()
+    log.emit("cut_commanded", 2.0)
+    forcing(force=True)  # out with everything so far, outer or not
+    assert heard == ["command", "cut_commanded"]
+    log.emit("cut_confirmed", 3.0)
+    assert heard == ["command", "cut_commanded"]  # outer still holds
+    outer()
+    assert heard == ["command", "cut_commanded", "cut_confirmed"]
 
 
 def test_a_shutoff_reaches_the_relay_before_anyone_hears_of_the_command(
