@@ -19,7 +19,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -329,6 +329,17 @@ class BrokerLink:
             properties.CorrelationData = correlation_data
         client = self._client
         client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        self._flush(client)
+
+    def publish_all(self, messages: Iterable[tuple[str, str]], qos: int = 1) -> None:
+        """Queue several messages, in order, and write them together: one pass over
+        the socket for all of them (a Tasmota pulse is two), not one per message."""
+        client = self._client
+        for topic, payload in messages:
+            client.publish(topic, payload, qos=qos)
+        self._flush(client)
+
+    def _flush(self, client: paho.Client) -> None:
         if self._connected.is_set() and self._loop is not None and self._in_loop():
             self._write_now(client)
 

@@ -105,3 +105,42 @@ def test_a_failing_on_connect_hook_spares_the_others_and_the_link(broker, caplog
 
     run(body())
     assert any("on-connect hook" in r.getMessage() for r in caplog.records)
+
+
+def test_publish_all_writes_every_message_at_once_in_order(broker) -> None:
+    """A Tasmota pulse is two messages (PulseTime, then POWER): both are on the wire
+    when ``publish_all`` returns on the loop, in the order given."""
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="pa"))
+        got: list[tuple[str, bytes]] = []
+        both = asyncio.Event()
+
+        def handler(message) -> None:
+            got.append((message.topic, message.payload))
+            if len(got) == 3:
+                both.set()
+
+        link.subscribe("t/all/#", handler)
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            await asyncio.sleep(0.1)  # the subscription is in place
+            writes: list[int] = []
+            client = link._client
+            loop_write = client.loop_write
+
+            def counted() -> object:
+                writes.append(1)
+                return loop_write()
+
+            client.loop_write = counted  # type: ignore[method-assign]
+            link.publish_all([("t/all/PulseTime1", "5"), ("t/all/POWER", "ON"), ("t/all/x", "")])
+            assert not client.want_write()  # nothing left for a later turn of the loop
+            assert len(writes) == 1
+            await asyncio.wait_for(both.wait(), 5)
+            assert got == [("t/all/PulseTime1", b"5"), ("t/all/POWER", b"ON"), ("t/all/x", b"")]
+        finally:
+            await link.stop()
+
+    run(body())

@@ -219,8 +219,10 @@ class MqttRelay:
         state = self._channel(channel)
         self._check_available()
         since = state.version
-        for topic, payload in messages:
-            self.link.publish(self._fmt(topic, channel), self._fmt(payload, channel, hold=hold))
+        self.link.publish_all(
+            (self._fmt(topic, channel), self._fmt(payload, channel, hold=hold))
+            for topic, payload in messages
+        )
         await self._await_report(channel, since, on)
 
     async def _await_report(self, channel: int, since: int, want: bool | None) -> None:
