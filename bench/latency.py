@@ -20,14 +20,25 @@ a sample runs from just before ``publish()`` to the device switching its output 
 listener on the board, no polling loop in this process). The next sample waits until
 the pulse is over and the daemon is idle again.
 
-``--profile``: run ``py-spy record`` on the daemon during the stove-ctl miio round(s)
-(py-spy must be installed) and classify every stove-ctl sample by whether a polling
-read (get_properties) reached the device in the 10 ms before the cut.
+The bench process is the instrument: it hosts the publisher and both devices, so its
+own garbage collections would delay whichever sample they land on. By default
+(``--bench-gc quiet``) it freezes its set-up heap, turns automatic collection off while
+sampling and collects the young generations before each gap; ``--bench-gc auto``
+leaves Python's automatic collection on. Either way the collections that overlapped a
+sample are counted per side. The daemon and ``bench/bare.py`` keep their own
+collection as they are.
+
+For miio, every stove-ctl sample is classified by whether a polling read
+(get_properties) reached the device in the 10 ms before the cut.
+``--profile``: log the daemon's event-loop stalls over 2 ms and its collections over
+1 ms (``bench/loopwatch``), shown against the slowest samples. ``--pyspy``: run
+``py-spy record`` on the daemon (py-spy must be installed).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -100,6 +111,26 @@ class Watched:
         self.on_at = None
         self.switched_on.clear()
         self.switched_off.clear()
+
+
+class GcWatch:
+    """This process's garbage collections, as (monotonic start, ms, generation): the
+    bench process hosts both simulated devices, so a collection here delays whichever
+    sample it lands on, stove-ctl's or the baseline's."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.monotonic()
+        else:
+            took = (time.monotonic() - self._started) * 1000
+            self.pauses.append((self._started, took, info["generation"]))
+
+    def during(self, t0: float, t1: float) -> list[tuple[float, float, int]]:
+        return [p for p in self.pauses if p[0] < t1 and p[0] + p[1] / 1000 > t0]
 
 
 def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, Any], pulse: float) -> Path:
@@ -304,6 +335,7 @@ def run_round(
     rng: random.Random,
     profile: bool,
     pyspy: bool,
+    quiet_gc: bool,
 ) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
     collided: list[tuple[float, bool]] = []
@@ -334,17 +366,32 @@ def run_round(
             )
             time.sleep(1)
         check = r.polled_before() if preset == "miio" else None
-        for _ in range(n):
-            order = ["stove-ctl", "bare"]
-            rng.shuffle(order)
-            for who in order:
-                time.sleep(rng.uniform(0.05, 0.3))
-                value = r.sample(who)
-                samples[who].append(value)
-                if who == "stove-ctl" and check is not None:
-                    on_at = r.boards[who].on_at
-                    assert on_at is not None
-                    collided.append((value, check(on_at)))
+        gcwatch = GcWatch()
+        gc.callbacks.append(gcwatch)
+        if quiet_gc:
+            # The harness's own collections, between samples only (see --bench-gc).
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+        try:
+            for _ in range(n):
+                order = ["stove-ctl", "bare"]
+                rng.shuffle(order)
+                for who in order:
+                    if quiet_gc:
+                        gc.collect(1)
+                    time.sleep(rng.uniform(0.05, 0.3))
+                    value = r.sample(who)
+                    samples[who].append(value)
+                    if who == "stove-ctl" and check is not None:
+                        on_at = r.boards[who].on_at
+                        assert on_at is not None
+                        collided.append((value, check(on_at)))
+        finally:
+            gc.callbacks.remove(gcwatch)
+            if quiet_gc:
+                gc.enable()
+                gc.unfreeze()
         if spy is not None:
             spy.send_signal(2)
             spy.wait(30)
@@ -363,6 +410,10 @@ def run_round(
         "walls": r.walls,
         "stalls": stalls,
         "gaps": gaps,
+        "bench_gc": [
+            (who, latency, [(ms, gen) for _, ms, gen in gcwatch.during(t0, t0 + latency / 1000)])
+            for who, t0, latency in r.starts
+        ],
         "load": f"{load_before} / {load_text()}",
     }
 
@@ -396,6 +447,22 @@ def explain(preset: str, round_no: int, result: dict[str, Any]) -> list[str]:
         lines.append(
             f"  slowest: {total:.2f} ms = {b:.2f} to the `command` event + {a:.2f} after"
             + (f"; loop stalls: {'; '.join(overlapping)}" if overlapping else "")
+        )
+    bench_gc = result.get("bench_gc", [])
+    hit = {
+        who: [(lat, cols) for w, lat, cols in bench_gc if w == who and cols]
+        for who in ("stove-ctl", "bare")
+    }
+    if bench_gc:
+        lines.append(
+            f"  bench-process collections during a sample: stove-ctl {len(hit['stove-ctl'])}, "
+            f"bare {len(hit['bare'])}"
+            + "".join(
+                f"; {who} {lat:.2f} ms with "
+                + ", ".join(f"gen{gen} {ms:.1f} ms" for ms, gen in cols)
+                for who in ("stove-ctl", "bare")
+                for lat, cols in sorted(hit[who], key=lambda h: -h[0])[:2]
+            )
         )
     return lines
 
@@ -443,6 +510,15 @@ def main() -> int:
     parser.add_argument(
         "--broker-nodelay", action="store_true", help="Mosquitto with set_tcp_nodelay true"
     )
+    parser.add_argument(
+        "--bench-gc",
+        choices=("quiet", "auto"),
+        default="quiet",
+        help="quiet (default): this process's own garbage collections run only between "
+        "samples (gc.freeze after set-up, automatic collection off while sampling, young "
+        "generations collected before each gap); auto: Python's automatic collection, "
+        "which can land inside a sample of either side",
+    )
     parser.add_argument("--keep", type=Path, help="write the raw samples (JSON) here")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -468,6 +544,7 @@ def main() -> int:
                         rng,
                         args.profile,
                         args.pyspy,
+                        args.bench_gc == "quiet",
                     )
                     raw.append({"preset": preset, "round": i + 1, **result})
                     for line in explain(preset, i + 1, result):
@@ -549,6 +626,8 @@ def main() -> int:
         cmd += f" --presets {args.presets}"
     if args.broker_nodelay:
         cmd += " --broker-nodelay"
+    if args.bench_gc != "quiet":
+        cmd += f" --bench-gc {args.bench_gc}"
     note = (
         "\nThe machine was busy (1-min load > 0.7) at the end: figures are provisional.\n"
         if busy()
@@ -564,7 +643,13 @@ def main() -> int:
         f"bench process). pulse_s = {args.pulse}; stove-ctl with relay polling on (1 s); "
         "baseline `bench/bare.py` (paho + python-miio / paho republishing) in its own process; "
         "samples interleaved in random order with random gaps, both processes restarted "
-        "every round. `p99 ratio` = stove-ctl p99 / baseline p99 (DESIGN: <= 1.2).\n\n"
+        "every round. The bench process (publisher and both devices) "
+        + (
+            "runs its own garbage collections only between samples. "
+            if args.bench_gc == "quiet"
+            else "collects garbage automatically, also inside samples. "
+        )
+        + "`p99 ratio` = stove-ctl p99 / baseline p99 (DESIGN: <= 1.2).\n\n"
         f"```\n{out}\n```\n"
         + ("\n" + "\n".join(bullet(e) for e in extra) + "\n" if extra else "")
         + note

@@ -4,7 +4,7 @@ $STOVE_BENCH_LOOPWATCH_MS) to the file named by $STOVE_BENCH_LOOPWATCH. A line:
 start (time.time()), duration in ms, ``[cpu ms]`` (this thread's CPU time in it;
 much less than the duration means the thread was waiting for a core or for the GIL,
 not working), and the callback (a task's coroutine and where it waits now, or the
-function)."""
+function). Garbage collections over 1 ms are logged too, as ``[gc]`` lines."""
 
 from __future__ import annotations
 
@@ -45,3 +45,22 @@ if _path:
                 _out.write(f"{wall:.6f} {took:.2f} [cpu {cpu:.2f}] {_describe(self._callback)}\n")
 
     asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
+
+    # The daemon's garbage collections over 1 ms too (any thread): a collection holds
+    # the GIL, so it stalls the loop wherever it lands.
+    import gc
+
+    _gc_started = [0.0, 0.0]
+
+    def _gc_watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            _gc_started[:] = [time.time(), time.perf_counter()]
+            return
+        took = (time.perf_counter() - _gc_started[1]) * 1000
+        if took > 1:
+            _out.write(
+                f"{_gc_started[0]:.6f} {took:.2f} [gc] collection of generation "
+                f"{info['generation']} ({info['collected']} freed)\n"
+            )
+
+    gc.callbacks.append(_gc_watch)
