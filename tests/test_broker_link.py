@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 
@@ -144,3 +145,39 @@ def test_publish_all_writes_every_message_at_once_in_order(broker) -> None:
             await link.stop()
 
     run(body())
+
+
+def test_no_garbage_collection_between_a_message_and_what_its_handler_writes(broker) -> None:
+    """The relay command a handler publishes is written before any collection can run;
+    automatic collection is back on after the step, also when a handler raises."""
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="gc"))
+        seen: list[bool] = []
+        done = asyncio.Event()
+
+        def handler(message) -> None:
+            seen.append(gc.isenabled())
+            done.set()
+            if message.payload == b"raise":
+                raise RuntimeError("handler failed")
+
+        link.subscribe("t/gc", handler)
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            await asyncio.sleep(0.1)
+            for payload in ("ok", "raise"):
+                done.clear()
+                link.publish("t/gc", payload)
+                await asyncio.wait_for(done.wait(), 5)
+                await asyncio.sleep(0.01)
+                assert gc.isenabled()
+            assert seen == [False, False]
+            assert link.connected
+        finally:
+            await link.stop()
+
+    assert gc.isenabled()
+    run(body())
+    assert gc.isenabled()
