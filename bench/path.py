@@ -1,20 +1,27 @@
-"""The shutoff path inside the daemon, step by step: MQTT payload -> the miIO packet
-handed to the socket, in one process, no broker.
+"""The shutoff path inside the daemon, step by step: MQTT payload -> the relay command
+handed to the socket, in one process.
 
-    python bench/path.py [-n 200]
+    python bench/path.py [-n 200] [--relay miio|tasmota]
 
-Builds the daemon's runtime from a config (one burner on a simulated miIO relay on
-127.0.0.91, polling off) and, for each sample, does what the MQTT interface does with
-a ``…/cmd`` payload: JSON, ``parse_command``, ``Controller.execute`` started at once
-(``stove_ctl.eager``). Time stamps (``perf_counter``) are taken at the parsed command,
-at ``Controller._start_shutoff`` and when the packet reaches the transport's
-``sendto``; the packet build itself is timed on its own, and so is python-miio's
-``Message.build`` for the same request (what the driver used before, and what the
-bare baseline in bench/latency.py still uses). The next sample waits until the pulse
-is over. The first 10 samples are left out (warm-up).
+Builds the daemon's runtime from a config (one burner, polling off) and, for each
+sample, does what the MQTT interface does with a ``…/cmd`` payload: JSON,
+``parse_command``, ``Controller.execute`` started at once (``stove_ctl.eager``). Time
+stamps (``perf_counter``) are taken at the parsed command, at
+``Controller._start_shutoff`` and when the relay command is on its way:
 
-What this leaves out, and bench/latency.py has: the broker, the daemon's reading of
-the MQTT message off its socket, and the device.
+- ``--relay miio`` (default; a simulated miIO relay on 127.0.0.91, no broker): when
+  the packet reaches the transport's ``sendto``. The packet build is timed on its
+  own, and so is python-miio's ``Message.build`` for the same request (what the
+  driver used before, and what the bare baseline in bench/latency.py still uses).
+- ``--relay tasmota`` (a simulated Tasmota device, ``device_pulse``, on a test
+  Mosquitto on a free loopback port): when ``BrokerLink.publish_all`` returns, which
+  is when both messages of the pulse (``PulseTime1``, ``POWER ON``) have been written
+  to the broker socket; the socket writes in it (paho's ``_sock_send``) are timed,
+  and the first of them alone (the write that wakes the broker).
+
+The next sample waits until the pulse is over. The first 10 samples are left out
+(warm-up). What this leaves out, and bench/latency.py has: the daemon's reading of
+the MQTT message off its socket, the broker's forwarding and the device.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import gc
 import json
 import tempfile
 import time
@@ -33,12 +41,14 @@ from _common import busy, header_lines, load_text, summary, table, write_section
 from miio.protocol import Message
 
 from hardware.miio_sim import MiioRelaySim
+from hardware.mqtt_devices import TasmotaRelay
 from hardware.relay import SimRelay
 from stove_ctl.clock import RealClock
 from stove_ctl.commands import parse_command
 from stove_ctl.config import load_config
 from stove_ctl.eager import start as eager_start
 from stove_ctl.factory import build
+from tests.broker import Mosquitto
 
 TOKEN = "00112233445566778899aabbccddeeff"
 HOST = "127.0.0.91"
@@ -140,6 +150,128 @@ async def measure(n: int) -> dict[str, list[float]]:
     return out
 
 
+async def measure_tasmota(n: int) -> dict[str, list[float]]:
+    import paho.mqtt.client as paho
+
+    tmp = Path(tempfile.mkdtemp(prefix="stove-bench-path-"))
+    broker = Mosquitto(tmp).start()
+    board = SimRelay(channels=1)
+    device = TasmotaRelay(board, broker.port, topic="bench-path").start()
+    cfg = {
+        "state_dir": str(tmp / "state"),
+        "socket": str(tmp / "ctl.sock"),
+        "log_level": "warning",
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "discovery": False},
+        "relays": {
+            "r": {
+                "driver": "mqtt",
+                "preset": "tasmota",
+                "device": "bench-path",
+                "device_pulse": True,
+            }
+        },
+        "stoves": [{"id": "k", "burners": [{"id": "b", "relay": {"device": "r"}, "pulse_s": 0.5}]}],
+    }
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    runtime = build(load_config(tmp / "config.yaml"), RealClock())
+    controller = runtime.controller
+    out: dict[str, list[float]] = {
+        k: [] for k in ("parse", "execute", "start", "publish", "send", "send1", "total", "gc")
+    }
+    sock_send = paho.Client._sock_send
+    marks: dict[str, Any] = {}
+    collections: list[tuple[float, float]] = []
+
+    def gc_watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            marks["gc"] = time.perf_counter()
+        elif "gc" in marks:
+            collections.append((marks["gc"], time.perf_counter() - marks.pop("gc")))
+
+    try:
+        await runtime.start()
+        await controller.start()
+        await asyncio.sleep(0.5)
+        link = runtime.relay_link
+        assert link is not None
+        publish_all = link.publish_all
+        start_shutoff = controller._start_shutoff
+
+        def timed_publish_all(messages: Any, *rest: Any) -> None:
+            messages = list(messages)
+            pulse = any(topic.endswith("/POWER") and p == "ON" for topic, p in messages)
+            if pulse:
+                marks["queued"] = time.perf_counter()
+                marks["sends"] = []
+            publish_all(messages, *rest)
+            if pulse:
+                marks["written"] = time.perf_counter()
+
+        def timed_send(self: Any, data: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return sock_send(self, data)
+            finally:
+                if "sends" in marks and "written" not in marks:
+                    marks["sends"].append(time.perf_counter() - t)
+
+        def timed_start(burner: Any, cmd: Any) -> Any:
+            marks.setdefault("start", time.perf_counter())
+            return start_shutoff(burner, cmd)
+
+        link.publish_all = timed_publish_all  # type: ignore[method-assign]
+        paho.Client._sock_send = timed_send  # type: ignore[method-assign]
+        controller._start_shutoff = timed_start  # type: ignore[method-assign]
+        gc.callbacks.append(gc_watch)
+        for i in range(n + WARM_UP):
+            marks.clear()
+            collections.clear()
+            payload = json.dumps({"action": "shutoff", "burner": "k/b", "id": f"p{i}"}).encode()
+
+            async def handle(payload: bytes = payload) -> dict[str, Any]:
+                command = parse_command(json.loads(payload), source="mqtt")
+                marks["parsed"] = time.perf_counter()
+                return await controller.execute(command, wait="confirmed", timeout_s=5)
+
+            t0 = time.perf_counter()
+            task = eager_start(handle())
+            on_path = [took for at, took in collections if at <= marks["written"]]
+            reply = await task
+            if not reply["ok"]:
+                raise RuntimeError(f"shutoff failed: {reply}")
+            if i >= WARM_UP:
+                out["parse"].append((marks["parsed"] - t0) * 1e6)
+                out["execute"].append((marks["start"] - marks["parsed"]) * 1e6)
+                out["start"].append((marks["queued"] - marks["start"]) * 1e6)
+                out["publish"].append((marks["written"] - marks["queued"]) * 1e6)
+                out["send"].append(sum(marks["sends"]) * 1e6)
+                out["send1"].append(marks["sends"][0] * 1e6)
+                out["total"].append((marks["written"] - t0) * 1e6)
+                out["gc"] += [took * 1e6 for took in on_path]
+            while controller.status()["burners"][0]["mode"] != "ready":
+                await asyncio.sleep(0.02)
+    finally:
+        if gc_watch in gc.callbacks:
+            gc.callbacks.remove(gc_watch)
+        paho.Client._sock_send = sock_send  # type: ignore[method-assign]
+        await controller.stop()
+        await runtime.close()
+        device.stop()
+        broker.stop()
+    return out
+
+
+TASMOTA_LABELS = {
+    "parse": "JSON + parse_command (pydantic)",
+    "execute": "execute: trust, targets, `command` event",
+    "start": "_start_shutoff -> publish_all",
+    "publish": "publish_all: queue + write both messages",
+    "send": "  of which: the socket writes",
+    "send1": "  of which: the first write",
+    "total": "payload -> both messages written",
+    "gc": "collections that landed on the path",
+}
+
 LABELS = {
     "parse": "JSON + parse_command (pydantic)",
     "execute": "execute: trust, targets, `command` event",
@@ -153,12 +285,14 @@ LABELS = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--relay", choices=("miio", "tasmota"), default="miio")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     before = load_text()
-    out = asyncio.run(measure(args.n))
+    tasmota = args.relay == "tasmota"
+    out = asyncio.run(measure_tasmota(args.n) if tasmota else measure(args.n))
     rows = []
-    for key, label in LABELS.items():
+    for key, label in (TASMOTA_LABELS if tasmota else LABELS).items():
         s = summary(out[key])
         rows.append([label, s["n"], s["p50"], s["p90"], s["p99"], s["max"]])
     header = ["step (us)", "N", "p50", "p90", "p99", "max"]
@@ -168,15 +302,31 @@ def main() -> int:
     if args.no_write:
         return 0
     note = "\nThe machine was busy (1-min load > 0.7): figures are provisional.\n" if busy() else ""
+    if tasmota:
+        command = f"python bench/path.py -n {args.n} --relay tasmota"
+        what = (
+            "In one process, with a test Mosquitto on loopback and the simulated Tasmota "
+            "device: a `…/cmd` payload -> both messages of the pulse (`PulseTime1`, "
+            "`POWER ON`) written to the broker socket, in microseconds (`perf_counter`). "
+            "The first write is the dearest: it wakes the broker.\n\n"
+        )
+        title = "Shutoff path inside the daemon: tasmota"
+    else:
+        command = f"python bench/path.py -n {args.n}"
+        what = (
+            "In one process, no broker: a `…/cmd` payload -> the miIO packet handed to "
+            "`sendto`, in microseconds (`perf_counter`). The python-miio row is not on the "
+            "path: it is the codec the driver used before, timed on the same request.\n\n"
+        )
+        title = "Shutoff path inside the daemon"
     body = (
-        header_lines(f"python bench/path.py -n {args.n}", f"{args.n} shutoffs (+{WARM_UP} warm-up)")
+        header_lines(command, f"{args.n} shutoffs (+{WARM_UP} warm-up)")
         + "\n\n"
-        + "In one process, no broker: a `…/cmd` payload -> the miIO packet handed to "
-        "`sendto`, in microseconds (`perf_counter`). The python-miio row is not on the "
-        "path: it is the codec the driver used before, timed on the same request.\n\n"
-        f"```\n{text}\n```\n\n{before} / {load_text()}\n" + note
+        + what
+        + f"```\n{text}\n```\n\n{before} / {load_text()}\n"
+        + note
     )
-    write_section("Shutoff path inside the daemon", body)
+    write_section(title, body)
     return 0
 
 
