@@ -34,7 +34,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from _common import busy, header_lines, load_text, summary, table, write_section
@@ -68,6 +68,30 @@ def python_miio_build(request: dict[str, Any], token: bytes, device_id: bytes) -
             token=token,
         )
     )
+
+
+def start_sample(controller: Any, i: int, marks: dict[str, Any]) -> tuple[float, Any]:
+    """Do what the MQTT interface does with sample ``i``'s ``…/cmd`` payload, started
+    at once: (the start time, the task). ``marks["parsed"]``: the command parsed."""
+    payload = json.dumps({"action": "shutoff", "burner": "k/b", "id": f"p{i}"}).encode()
+
+    async def handle() -> dict[str, Any]:
+        command = parse_command(json.loads(payload), source="mqtt")
+        marks["parsed"] = time.perf_counter()
+        reply = await controller.execute(command, wait="confirmed", timeout_s=5)
+        return cast(dict[str, Any], reply)
+
+    t0 = time.perf_counter()
+    return t0, eager_start(handle())
+
+
+async def finish_sample(controller: Any, task: Any) -> None:
+    """The shutoff confirmed, then its pulse over (the burner ready again)."""
+    reply = await task
+    if not reply["ok"]:
+        raise RuntimeError(f"shutoff failed: {reply}")
+    while controller.status()["burners"][0]["mode"] != "ready":
+        await asyncio.sleep(0.02)
 
 
 async def measure(n: int) -> dict[str, list[float]]:
@@ -119,21 +143,11 @@ async def measure(n: int) -> dict[str, list[float]]:
         controller._start_shutoff = timed_start  # type: ignore[method-assign]
         for i in range(n + WARM_UP):
             marks.clear()
-            payload = json.dumps({"action": "shutoff", "burner": "k/b", "id": f"p{i}"}).encode()
-
-            async def handle(payload: bytes = payload) -> dict[str, Any]:
-                command = parse_command(json.loads(payload), source="mqtt")
-                marks["parsed"] = time.perf_counter()
-                return await controller.execute(command, wait="confirmed", timeout_s=5)
-
-            t0 = time.perf_counter()
-            task = eager_start(handle())
+            t0, task = start_sample(controller, i, marks)
             t1 = time.perf_counter()
             python_miio_build(marks["request"], bytes.fromhex(TOKEN), b"\x00\x00\x00\x01")  # type: ignore[arg-type]
             t2 = time.perf_counter()
-            reply = await task
-            if not reply["ok"]:
-                raise RuntimeError(f"shutoff failed: {reply}")
+            await finish_sample(controller, task)
             if i >= WARM_UP:
                 out["parse"].append((marks["parsed"] - t0) * 1e6)
                 out["execute"].append((marks["start"] - marks["parsed"]) * 1e6)
@@ -141,8 +155,6 @@ async def measure(n: int) -> dict[str, list[float]]:
                 out["packet"].append(marks["packet"] * 1e6)
                 out["python-miio"].append((t2 - t1) * 1e6)
                 out["total"].append((marks["sent"] - t0) * 1e6)
-            while controller.status()["burners"][0]["mode"] != "ready":
-                await asyncio.sleep(0.02)
     finally:
         await controller.stop()
         await runtime.close()
@@ -226,19 +238,9 @@ async def measure_tasmota(n: int) -> dict[str, list[float]]:
         for i in range(n + WARM_UP):
             marks.clear()
             collections.clear()
-            payload = json.dumps({"action": "shutoff", "burner": "k/b", "id": f"p{i}"}).encode()
-
-            async def handle(payload: bytes = payload) -> dict[str, Any]:
-                command = parse_command(json.loads(payload), source="mqtt")
-                marks["parsed"] = time.perf_counter()
-                return await controller.execute(command, wait="confirmed", timeout_s=5)
-
-            t0 = time.perf_counter()
-            task = eager_start(handle())
+            t0, task = start_sample(controller, i, marks)
             on_path = [took for at, took in collections if at <= marks["written"]]
-            reply = await task
-            if not reply["ok"]:
-                raise RuntimeError(f"shutoff failed: {reply}")
+            await finish_sample(controller, task)
             if i >= WARM_UP:
                 out["parse"].append((marks["parsed"] - t0) * 1e6)
                 out["execute"].append((marks["start"] - marks["parsed"]) * 1e6)
@@ -248,8 +250,6 @@ async def measure_tasmota(n: int) -> dict[str, list[float]]:
                 out["send1"].append(marks["sends"][0] * 1e6)
                 out["total"].append((marks["written"] - t0) * 1e6)
                 out["gc"] += [took * 1e6 for took in on_path]
-            while controller.status()["burners"][0]["mode"] != "ready":
-                await asyncio.sleep(0.02)
     finally:
         if gc_watch in gc.callbacks:
             gc.callbacks.remove(gc_watch)
@@ -308,7 +308,9 @@ def main() -> int:
             "In one process, with a test Mosquitto on loopback and the simulated Tasmota "
             "device: a `…/cmd` payload -> both messages of the pulse (`PulseTime1`, "
             "`POWER ON`) written to the broker socket, in microseconds (`perf_counter`). "
-            "The first write is the dearest: it wakes the broker.\n\n"
+            "The first write is the dearest: it wakes the broker. The last row counts "
+            "the garbage collections that started on the path here; the daemon defers "
+            "them while it handles a message (`BrokerLink._readable`).\n\n"
         )
         title = "Shutoff path inside the daemon: tasmota"
     else:
