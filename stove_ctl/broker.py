@@ -234,7 +234,8 @@ class BrokerLink:
     def _readable(self, client: paho.Client, sock: Any) -> None:
         # No garbage collection between reading a message and writing what its
         # handlers published (a shutoff's relay command): a young-generation
-        # collection there costs 0.2-0.8 ms (bench/path.py counts them). The
+        # collection there costs 0.2-1 ms (`bench/path.py --relay tasmota` counts
+        # them). The
         # collection that was due runs at the first allocation after this returns.
         defer_gc = gc.isenabled()
         if defer_gc:
