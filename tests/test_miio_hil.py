@@ -59,6 +59,9 @@ def test_external_xiaoai_cut_is_recorded_as_mihome_and_restored(tmp_path, kitche
     MiotDevice(kitchen.host, TOKEN, timeout=2, mapping={}).set_property_by(3, 1, True)
     wait_for(lambda: not kitchen.burner("right").flame, 2)
     wait_for(lambda: kitchen.board.get(2) is False, 6, daemon.log)
+    # The outcome is recorded once the restore is read back, a round trip after the
+    # board switched: wait for that, not for the board alone.
+    wait_for(lambda: daemon.status("right")["last_shutoff"]["outcome"] != "cutting", 2)
     status = daemon.status("right")
     assert status["last_shutoff"]["source"] == "mihome"
     assert status["last_shutoff"]["outcome"] == "restored"
