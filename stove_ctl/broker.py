@@ -232,31 +232,19 @@ class BrokerLink:
         self._loop.add_reader(fd, self._readable, client, sock)
 
     def _readable(self, client: paho.Client, sock: Any) -> None:
-        # No garbage collection between reading a message and writing what its
-        # handlers published (a shutoff's relay command): a young-generation
-        # collection there costs 0.2-1 ms (`bench/path.py --relay tasmota` counts
-        # them). The
-        # collection that was due runs at the first allocation after this returns.
-        defer_gc = gc.isenabled()
-        if defer_gc:
-            gc.disable()
+        self._reading = True
         try:
-            self._reading = True
-            try:
+            client.loop_read()
+            # TLS: records already decrypted wait in the SSL object, not in the
+            # socket, and would not wake the loop again.
+            pending = getattr(sock, "pending", None)
+            while pending is not None and client.socket() is sock and pending() > 0:
                 client.loop_read()
-                # TLS: records already decrypted wait in the SSL object, not in the
-                # socket, and would not wake the loop again.
-                pending = getattr(sock, "pending", None)
-                while pending is not None and client.socket() is sock and pending() > 0:
-                    client.loop_read()
-            finally:
-                self._reading = False
-            # What the handlers published, in this same loop step (not inside paho's
-            # callback lock: a failed write closes the socket, which takes that lock).
-            self._write_now(client)
         finally:
-            if defer_gc:
-                gc.enable()
+            self._reading = False
+        # What the handlers published, in this same loop step (not inside paho's
+        # callback lock: a failed write closes the socket, which takes that lock).
+        self._write_now(client)
 
     def _write_now(self, client: paho.Client) -> None:
         if not self._reading and client.socket() is not None and client.want_write():
@@ -424,13 +412,26 @@ class BrokerLink:
             response_topic=getattr(props, "ResponseTopic", None) if props else None,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
         )
-        for pattern, (_, handlers) in list(self._subscriptions.items()):
-            if paho.topic_matches_sub(pattern, message.topic):
-                for handler in list(handlers):
-                    try:
-                        handler(incoming)
-                    except Exception:
-                        log.exception("handler for %s failed", message.topic)
+        # No garbage collection while a message's handlers run: a shutoff's relay
+        # command is written from inside them (another link's socket, or miIO's UDP),
+        # and a young-generation collection there costs 0.2-1 ms (`bench/path.py
+        # --relay tasmota` counts them). One message at a time, not a whole read: in
+        # a flood, paho reads thousands of messages in one call, and collection must
+        # run between them. The collection that was due runs right after.
+        defer_gc = gc.isenabled()
+        if defer_gc:
+            gc.disable()
+        try:
+            for pattern, (_, handlers) in list(self._subscriptions.items()):
+                if paho.topic_matches_sub(pattern, message.topic):
+                    for handler in list(handlers):
+                        try:
+                            handler(incoming)
+                        except Exception:
+                            log.exception("handler for %s failed", message.topic)
+        finally:
+            if defer_gc:
+                gc.enable()
 
 
 def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
