@@ -310,7 +310,7 @@ def main() -> int:
             "`POWER ON`) written to the broker socket, in microseconds (`perf_counter`). "
             "The first write is the dearest: it wakes the broker. The last row counts "
             "the garbage collections that started on the path here; the daemon defers "
-            "them while it handles a message (`BrokerLink._readable`).\n\n"
+            "them while a message's handlers run (`BrokerLink._message_cb`).\n\n"
         )
         title = "Shutoff path inside the daemon: tasmota"
     else:
