@@ -1,5 +1,5 @@
-"""Shared by the bench scripts: load readings, percentiles, tables, and writing one
-section of docs/PERFORMANCE.md without touching the others."""
+"""Shared by the bench scripts: load readings, percentiles, tables, garbage-collection
+pauses, and writing one section of docs/PERFORMANCE.md without touching the others."""
 
 from __future__ import annotations
 
@@ -198,3 +198,25 @@ class ProcStat:
 
     def threads(self) -> int:
         return self.status("Threads")
+
+
+class GcWatch:
+    """This process's garbage collections, as (start, ms, generation) on ``clock``;
+    add it to ``gc.callbacks``. A collection delays whatever this process is timing
+    when it lands (bench/latency.py: a sample of either side, bench/path.py: a step
+    of the daemon's path)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pauses: list[tuple[float, float, int]] = []
+        self._clock = clock
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = self._clock()
+        else:
+            took = (self._clock() - self._started) * 1000
+            self.pauses.append((self._started, took, info["generation"]))
+
+    def during(self, t0: float, t1: float) -> list[tuple[float, float, int]]:
+        return [p for p in self.pauses if p[0] < t1 and p[0] + p[1] / 1000 > t0]

@@ -56,6 +56,7 @@ import paho.mqtt.client as paho
 import yaml
 from _common import (
     ROOT,
+    GcWatch,
     NoDelayMosquitto,
     busy,
     header_lines,
@@ -111,26 +112,6 @@ class Watched:
         self.on_at = None
         self.switched_on.clear()
         self.switched_off.clear()
-
-
-class GcWatch:
-    """This process's garbage collections, as (monotonic start, ms, generation): the
-    bench process hosts both simulated devices, so a collection here delays whichever
-    sample it lands on, stove-ctl's or the baseline's."""
-
-    def __init__(self) -> None:
-        self.pauses: list[tuple[float, float, int]] = []
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.monotonic()
-        else:
-            took = (time.monotonic() - self._started) * 1000
-            self.pauses.append((self._started, took, info["generation"]))
-
-    def during(self, t0: float, t1: float) -> list[tuple[float, float, int]]:
-        return [p for p in self.pauses if p[0] < t1 and p[0] + p[1] / 1000 > t0]
 
 
 def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, Any], pulse: float) -> Path:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
-from _common import busy, header_lines, load_text, summary, table, write_section
+from _common import GcWatch, busy, header_lines, load_text, summary, table, write_section
 from miio.protocol import Message
 
 from hardware.miio_sim import MiioRelaySim
@@ -192,13 +192,7 @@ async def measure_tasmota(n: int) -> dict[str, list[float]]:
     }
     sock_send = paho.Client._sock_send
     marks: dict[str, Any] = {}
-    collections: list[tuple[float, float]] = []
-
-    def gc_watch(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            marks["gc"] = time.perf_counter()
-        elif "gc" in marks:
-            collections.append((marks["gc"], time.perf_counter() - marks.pop("gc")))
+    gc_watch = GcWatch(time.perf_counter)
 
     try:
         await runtime.start()
@@ -237,9 +231,9 @@ async def measure_tasmota(n: int) -> dict[str, list[float]]:
         gc.callbacks.append(gc_watch)
         for i in range(n + WARM_UP):
             marks.clear()
-            collections.clear()
+            gc_watch.pauses.clear()
             t0, task = start_sample(controller, i, marks)
-            on_path = [took for at, took in collections if at <= marks["written"]]
+            on_path = [ms for _, ms, _ in gc_watch.during(t0, marks["written"])]
             await finish_sample(controller, task)
             if i >= WARM_UP:
                 out["parse"].append((marks["parsed"] - t0) * 1e6)
@@ -249,7 +243,7 @@ async def measure_tasmota(n: int) -> dict[str, list[float]]:
                 out["send"].append(sum(marks["sends"]) * 1e6)
                 out["send1"].append(marks["sends"][0] * 1e6)
                 out["total"].append((marks["written"] - t0) * 1e6)
-                out["gc"] += [took * 1e6 for took in on_path]
+                out["gc"] += [ms * 1e3 for ms in on_path]
     finally:
         if gc_watch in gc.callbacks:
             gc.callbacks.remove(gc_watch)

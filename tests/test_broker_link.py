@@ -148,8 +148,9 @@ def test_publish_all_writes_every_message_at_once_in_order(broker) -> None:
 
 
 def test_no_garbage_collection_between_a_message_and_what_its_handler_writes(broker) -> None:
-    """The relay command a handler publishes is written before any collection can run;
-    automatic collection is back on after the step, also when a handler raises."""
+    """Automatic collection is off while a message's handlers run (a shutoff's relay
+    command is written from inside them: another link's socket, or miIO's UDP), and
+    back on after each message, also when a handler raises."""
 
     async def body() -> None:
         link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="gc"))
