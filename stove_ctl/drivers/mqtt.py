@@ -21,12 +21,22 @@ from stove_ctl.errors import RelayMismatch, RelayRejected, RelayUnreachable
 
 log = logging.getLogger(__name__)
 
+# After a command that changes the relay's state: how long to wait for the device's
+# own report before asking for one.
+QUERY_AFTER_S = 0.25
+
 
 @dataclass
 class _Channel:
     state: bool | None = None
     version: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # _await_report's futures, each woken (True) by the next report
+    waiters: list[asyncio.Future[bool]] = field(default_factory=list)
+
+
+def _wake(waiter: asyncio.Future[bool], reported: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(reported)
 
 
 def _path(payload: Any, path: str) -> Any:
@@ -115,8 +125,9 @@ class MqttRelay:
             state = self._channels[channel]
             state.state = value
             state.version += 1
-            state.changed.set()
-            state.changed = asyncio.Event()
+            waiters, state.waiters = state.waiters, []
+            for waiter in waiters:
+                _wake(waiter, True)
 
         return handle
 
@@ -226,24 +237,48 @@ class MqttRelay:
         await self._await_report(channel, since, on)
 
     async def _await_report(self, channel: int, since: int, want: bool | None) -> None:
-        """Ask for the state (where the firmware can be asked) and wait for a report
-        newer than ``since`` (equal to ``want``, if given)."""
+        """Wait for a state report newer than ``since`` (equal to ``want``, if given),
+        asking for one where the firmware can be asked.
+
+        After a command that changes the state we know of, every firmware reports
+        the change by itself: the query is sent only if no report has come within
+        QUERY_AFTER_S. It would be a second message to the broker and the device right
+        behind the relay command, while that command is still on its way. A plain read,
+        an unknown state, or a command that changes nothing (a firmware may stay
+        silent: Shelly does) asks at once."""
         state = self._channels[channel]
-        self._query(channel)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        now = loop.time()
+        deadline = now + self.timeout_s
+        change = want is not None and state.state is not None and state.state != want
+        ask_at = now + min(QUERY_AFTER_S, self.timeout_s / 2) if change else now
+        asked = False
         seen_other = False
         while True:
             if state.version > since and state.state is not None:
                 if want is None or state.state == want:
                     return
                 seen_other = True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            now = loop.time()
+            if not asked and now >= ask_at:
+                self._query(channel)
+                asked = True
+            until = deadline if asked else ask_at
+            if now >= deadline:
                 break
+            # A future and a timer, not wait_for (a task per wait): this runs right
+            # after the relay command is written, when every bit of CPU we take is
+            # taken from the broker forwarding it.
+            waiter: asyncio.Future[bool] = loop.create_future()
+            state.waiters.append(waiter)
+            timer = loop.call_at(until, _wake, waiter, False)
             try:
-                await asyncio.wait_for(state.changed.wait(), remaining)
-            except TimeoutError:
+                reported = await waiter
+            finally:
+                timer.cancel()
+                if waiter in state.waiters:
+                    state.waiters.remove(waiter)
+            if not reported and asked:
                 break
         if seen_other:
             raise RelayMismatch(
