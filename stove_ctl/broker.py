@@ -68,6 +68,7 @@ class BrokerLink:
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: dict[str, tuple[int, list[Handler]]] = {}
+        self._wildcards = False  # any subscription with + or #
         self._on_connect: list[Callable[[], None]] = []
         self._connected = threading.Event()
         self._gone = threading.Event()  # the socket is closed (set by paho's callbacks)
@@ -77,6 +78,8 @@ class BrokerLink:
         self._runner: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None  # the connection ended: reconnect
         self._fd: int | None = None  # paho's socket, as registered with the loop
+        self._writer = False  # the loop watches that socket for writing too
+        self._writer_soon: Any = None  # the socket an _add_writer is scheduled for
         self._reading = False  # inside paho's loop_read (and its callback lock)
         self._accepted = False  # the broker accepted the connection (since the last try)
 
@@ -260,31 +263,39 @@ class BrokerLink:
         if fd is not None and self._loop is not None:
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
+            self._writer = False
         if self._client.socket() is None:  # not an old socket closed by a new connect
             self._lost()
 
     def _want_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         # Not at once: a publish on the loop is usually written whole straight after
         # (``_write_now``), and the writer would be added and removed for nothing.
+        # One check per loop turn, however many messages were queued in it.
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop is None or loop.is_closed() or self._writer_soon is sock:
             return
+        self._writer_soon = sock
         if self._in_loop():
             loop.call_soon(self._add_writer, client, sock)
         else:
             loop.call_soon_threadsafe(self._add_writer, client, sock)
 
     def _add_writer(self, client: paho.Client, sock: Any) -> None:
+        self._writer_soon = None  # before the check: what is queued from now on asks again
         if client.socket() is sock and self._fd is not None and client.want_write():
             assert self._loop is not None
             self._loop.add_writer(self._fd, client.loop_write)
+            self._writer = True
 
     def _unwant_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._on_loop(self._remove_writer)
 
     def _remove_writer(self) -> None:
-        if self._fd is not None and self._loop is not None:
+        # Only if added: paho asks after every write (a relay command's too), and
+        # asyncio would look the socket up in its selector each time.
+        if self._writer and self._fd is not None and self._loop is not None:
             self._loop.remove_writer(self._fd)
+        self._writer = False
 
     # -- use ---------------------------------------------------------------------
 
@@ -295,6 +306,7 @@ class BrokerLink:
             self._subscriptions[topic][1].append(handler)
             return
         self._subscriptions[topic] = (qos, [handler])
+        self._wildcards = self._wildcards or "+" in topic or "#" in topic
         if self.connected:
             self._subscribe(self._client, topic, qos)
 
@@ -422,16 +434,28 @@ class BrokerLink:
         if defer_gc:
             gc.disable()
         try:
-            for pattern, (_, handlers) in list(self._subscriptions.items()):
-                if paho.topic_matches_sub(pattern, message.topic):
-                    for handler in list(handlers):
-                        try:
-                            handler(incoming)
-                        except Exception:
-                            log.exception("handler for %s failed", message.topic)
+            for handlers in self._matching(message.topic):
+                for handler in list(handlers):
+                    try:
+                        handler(incoming)
+                    except Exception:
+                        log.exception("handler for %s failed", message.topic)
         finally:
             if defer_gc:
                 gc.enable()
+
+    def _matching(self, topic: str) -> list[list[Handler]]:
+        """The handler lists of every subscription matching ``topic``, in the order
+        subscribed. Without wildcards that is one dictionary lookup (paho's
+        ``topic_matches_sub`` builds a matcher per call, per subscription)."""
+        if not self._wildcards:
+            found = self._subscriptions.get(topic)
+            return [found[1]] if found is not None else []
+        return [
+            handlers
+            for pattern, (_, handlers) in list(self._subscriptions.items())
+            if paho.topic_matches_sub(pattern, topic)
+        ]
 
 
 def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:

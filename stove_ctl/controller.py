@@ -506,7 +506,8 @@ class Controller:
         if wait != "accepted":
             futures = [s.done if wait == "done" else s.cut_confirmed for _, s, _ in started]
             default = max(b.spec.pulse_s for b, _, _ in started) + WAIT_SLACK_S
-            await self._wait_any(asyncio.gather(*futures), timeout_s or default)
+            work = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
+            await self._wait_any(work, timeout_s or default)
         results = []
         for burner, shutoff, joined in started:
             record = shutoff.record
@@ -868,9 +869,25 @@ class Controller:
         The work is shielded: giving up waiting never cancels a cut.
         """
         inner = asyncio.ensure_future(work)
+        if inner.done():
+            return
+        # Callbacks on one future, not asyncio.wait + shield: a shutoff's result waits
+        # here, set up right after its relay command is written (less CPU taken from
+        # the broker forwarding it), and nothing here can cancel ``inner``.
+        woken = asyncio.get_running_loop().create_future()
+
+        def wake(_: asyncio.Future[Any]) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
         timer = asyncio.ensure_future(self.clock.sleep(timeout_s))
-        await asyncio.wait({asyncio.shield(inner), timer}, return_when=asyncio.FIRST_COMPLETED)
-        timer.cancel()
+        inner.add_done_callback(wake)
+        timer.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            inner.remove_done_callback(wake)
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import socket
 import threading
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,72 @@ def test_no_garbage_collection_between_a_message_and_what_its_handler_writes(bro
     assert gc.isenabled()
     run(body())
     assert gc.isenabled()
+
+
+def test_messages_reach_exact_and_wildcard_subscriptions(broker) -> None:
+    """Exact topics are looked up, not matched one by one; with a wildcard subscription
+    present, each message still reaches the subscriptions it matches and no other."""
+    seen: list[tuple[str, str]] = []
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="wc"))
+        got = asyncio.Event()
+
+        def handler(name: str):
+            def handle(message: Any) -> None:
+                seen.append((name, message.topic))
+                if message.topic == "t/end":
+                    got.set()
+
+            return handle
+
+        link.subscribe("t/a", handler("exact a"))
+        link.subscribe("t/b", handler("exact b"))
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            link.subscribe("w/+", handler("wildcard"))  # after connecting, as a rule may
+            link.subscribe("t/end", handler("end"))
+            await asyncio.sleep(0.2)  # the SUBSCRIBEs are acknowledged
+            for topic in ("t/a", "w/c", "x/a", "w/c/d", "t/b", "t/end"):
+                link.publish(topic, "1")
+            await asyncio.wait_for(got.wait(), 10)
+        finally:
+            await link.stop()
+
+    run(body())
+    assert seen == [
+        ("exact a", "t/a"),
+        ("wildcard", "w/c"),
+        ("exact b", "t/b"),
+        ("end", "t/end"),
+    ]
+
+
+def test_an_exact_subscription_gets_only_its_own_topic(broker) -> None:
+    """No wildcard anywhere: one dictionary lookup per message, the same deliveries."""
+    seen: list[str] = []
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="ex"))
+        got = asyncio.Event()
+
+        def handle(message: Any) -> None:
+            seen.append(message.topic)
+            if message.topic == "t/end":
+                got.set()
+
+        link.subscribe("t/a", handle)
+        link.subscribe("t/end", handle)
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            await asyncio.sleep(0.2)
+            for topic in ("t/b", "t/a", "t/a/b", "t/end"):
+                link.publish(topic, "1")
+            await asyncio.wait_for(got.wait(), 10)
+        finally:
+            await link.stop()
+
+    run(body())
+    assert seen == ["t/a", "t/end"]
