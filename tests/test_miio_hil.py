@@ -74,6 +74,9 @@ def test_external_restore_of_a_locked_burner_is_reasserted(tmp_path, kitchen, da
     assert daemon.cli("lock", "left").returncode == 0
     MiotDevice(kitchen.host, TOKEN, timeout=2, mapping={}).set_property_by(2, 1, False)
     wait_for(lambda: kitchen.board.get(1) is True, 3, daemon.log)
+    # lock_reasserted is recorded once the re-cut is read back, a round trip after the
+    # board switched: wait for that, not for the board alone.
+    wait_for(lambda: any(e["kind"] == "lock_reasserted" for e in daemon.events()), 2)
     reasserted = [e for e in daemon.events() if e["kind"] == "lock_reasserted"]
     assert reasserted and reasserted[-1]["source"] == "mihome"
 
