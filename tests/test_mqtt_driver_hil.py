@@ -20,9 +20,6 @@ from tests.mqtt_watch import Watcher
 
 pytestmark = pytest.mark.hil
 
-TASMOTA_QUERY = ("cmnd/stove/POWER", b"")
-
-
 class SilentTasmota(TasmotaRelay):
     """Switches on a command but does not report it: only a state query gets an answer."""
 

@@ -1,9 +1,11 @@
 """The ``mqtt`` driver: relays whose firmware speaks MQTT, described by a preset.
 
 A set is confirmed only by the device's own state report arriving *after* the
-command (and after a state query where the firmware has one), never by our own
-publish. Device availability (its last will) is respected: a device that says it is
-offline fails at once, and the controller retries with backoff.
+command, never by our own publish. Where the firmware can be asked, a state query
+brings one: at once for a read, an unknown state or a repeat; after a change only if
+the device has not reported it within QUERY_AFTER_S. Device availability (its last
+will) is respected: a device that says it is offline fails at once, and the
+controller retries with backoff.
 """
 
 from __future__ import annotations
