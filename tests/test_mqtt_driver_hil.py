@@ -20,6 +20,7 @@ from tests.mqtt_watch import Watcher
 
 pytestmark = pytest.mark.hil
 
+
 class SilentTasmota(TasmotaRelay):
     """Switches on a command but does not report it: only a state query gets an answer."""
 
