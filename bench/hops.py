@@ -10,7 +10,10 @@ Each sample splits into: publish -> the consumer's callback; callback -> ``POWER
 written; written -> the device receives it; device -> output switched. For the
 daemon also: ``POWER ON`` written -> its event loop waits for I/O again (the work it
 does right behind the relay command, on a machine whose broker and device need the
-CPU then). Prints a table; writes nothing.
+CPU then). The samples in which the consumer ran a garbage collection of its own between
+its callback and the device receiving ``POWER ON`` are counted, with their totals, by
+whether the collection started before or after the write. Prints a table; writes
+nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from latency import Round
 
 HOPLOG = ROOT / "bench" / "hoplog"
 HOPS = ("publish -> callback", "callback -> written", "written -> device", "device -> switched")
+LABELS = {
+    "idle": "written -> loop idle",
+    "gc before": "total, collection before the write",
+    "gc after": "total, collection after the write",
+}
 
 
 def main() -> int:
@@ -57,11 +65,17 @@ def main() -> int:
             rows = []
             for who, pid in pids.items():
                 marks: dict[str, list[float]] = {"recv": [], "power": [], "idle": []}
+                collections: list[tuple[float, float]] = []  # (start, ms)
                 for line in (logs / f"{pid}.log").read_text().splitlines():
-                    kind, t = line.split()
-                    marks[kind].append(float(t))
+                    kind, t, *ms = line.split()
+                    if kind == "gc":
+                        collections.append((float(t), float(ms[0])))
+                    else:
+                        marks[kind].append(float(t))
                 arrivals = [t for t, what in rnd.arrivals[who] if what.startswith("POWER")]
-                hops: dict[str, list[float]] = {h: [] for h in (*HOPS, "total", "idle")}
+                hops: dict[str, list[float]] = {
+                    h: [] for h in (*HOPS, "total", "idle", "gc before", "gc after")
+                }
                 for sampled, t0, latency in rnd.starts:
                     if sampled != who:
                         continue
@@ -79,12 +93,17 @@ def main() -> int:
                     for hop, seconds in zip(HOPS, steps, strict=True):
                         hops[hop].append(seconds * 1e3)
                     hops["total"].append(latency)
+                    # The consumer's own collections on the path: the sample's total,
+                    # by whether one started before or after the write.
+                    for label, lo, hi in (("gc before", recv, power), ("gc after", power, arrived)):
+                        if any(lo <= start <= hi for start, _ in collections):
+                            hops[label].append(latency)
                     idle = next((t for t in marks["idle"] if t >= power), None)
                     if idle is not None and idle - power < 0.1:
                         hops["idle"].append((idle - power) * 1e3)
                 for hop, values in hops.items():
                     if values:
-                        label = "written -> loop idle" if hop == "idle" else hop
+                        label = LABELS.get(hop, hop)
                         rows.append(
                             (who, label, len(values), *(pct(values, p) for p in (50, 90, 99)))
                         )

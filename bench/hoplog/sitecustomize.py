@@ -3,7 +3,7 @@ appends to ``$STOVE_BENCH_HOPLOG/<pid>.log`` a line per event, on the system-wid
 monotonic clock the bench process shares: ``recv T`` when paho hands a ``…/cmd``
 message to its callback, ``power T`` when a ``POWER ON`` has been written to the
 broker socket, and (event loop only) ``idle T`` when the loop next waits for I/O
-after that write."""
+after that write; ``gc T MS`` for every garbage collection (start, duration in ms)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 _dir = os.environ.get("STOVE_BENCH_HOPLOG")
 if _dir:
+    import gc
     import selectors
 
     import paho.mqtt.client as paho
@@ -42,6 +43,16 @@ if _dir:
             _out.write(f"idle {time.monotonic()}\n")
         return _select(self, timeout)
 
+    _gc_start = [0.0]
+
+    def _gc_logged(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            _gc_start[0] = time.monotonic()
+        else:
+            t = _gc_start[0]
+            _out.write(f"gc {t} {(time.monotonic() - t) * 1e3:.3f}\n")
+
+    gc.callbacks.append(_gc_logged)
     paho.Client._handle_on_message = _handle_on_message  # type: ignore[method-assign]
     paho.Client._sock_send = _sock_send  # type: ignore[method-assign]
     selectors.EpollSelector.select = _select_logged  # type: ignore[method-assign]
