@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 import ssl
@@ -30,6 +29,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from stove_ctl import quiet
 
 log = logging.getLogger(__name__)
 RECONNECT_MAX_S = 4
@@ -424,15 +425,12 @@ class BrokerLink:
             response_topic=getattr(props, "ResponseTopic", None) if props else None,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
         )
-        # No garbage collection while a message's handlers run: a shutoff's relay
-        # command is written from inside them (another link's socket, or miIO's UDP),
-        # and a young-generation collection there costs 0.2-1 ms (`bench/path.py
-        # --relay tasmota` counts them). One message at a time, not a whole read: in
-        # a flood, paho reads thousands of messages in one call, and collection must
-        # run between them. The collection that was due runs right after.
-        defer_gc = gc.isenabled()
-        if defer_gc:
-            gc.disable()
+        # No garbage collection while a message's handlers run (stove_ctl/quiet.py): a
+        # shutoff's relay command is written from inside them (another link's socket,
+        # or miIO's UDP). One message at a time, not a whole read: in a flood, paho
+        # reads thousands of messages in one call, and collection must run between
+        # them. A shutoff's own hold carries on until its cut is confirmed.
+        release = quiet.hold()
         try:
             for handlers in self._matching(message.topic):
                 for handler in list(handlers):
@@ -441,8 +439,7 @@ class BrokerLink:
                     except Exception:
                         log.exception("handler for %s failed", message.topic)
         finally:
-            if defer_gc:
-                gc.enable()
+            release()
 
     def _matching(self, topic: str) -> list[list[Handler]]:
         """The handler lists of every subscription matching ``topic``, in the order

@@ -10,7 +10,12 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
+
+
+class Timer(Protocol):
+    def cancel(self) -> object: ...
 
 
 class Clock(Protocol):
@@ -24,6 +29,11 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback`` on the running loop after ``seconds``, unless cancelled.
+        A timer, not a task: nothing runs until it falls due."""
+        ...
+
 
 class RealClock:
     def monotonic(self) -> float:
@@ -34,6 +44,9 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(seconds, callback)
 
 
 class ManualClock:
@@ -58,6 +71,12 @@ class ManualClock:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), future))
         await future
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._mono + max(seconds, 0.0), next(self._seq), future))
+        future.add_done_callback(lambda f: None if f.cancelled() else callback())
+        return future
 
     async def settle(self) -> None:
         """Let every task that can run without time passing run."""

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from stove_ctl import quiet
 from stove_ctl.clock import Clock
 from stove_ctl.commands import NEEDS_BURNER, RESTORE_ACTIONS, Command
 from stove_ctl.config import TrustConfig
@@ -287,15 +288,21 @@ class Controller:
         EVENTS_HELD_MAX_S, whichever comes first: the bookkeeping a command sets off
         (the event store, events and state over MQTT) then does not compete for the
         CPU with the relay command still on its way, nor with reading the relay's
-        answer. A broker on the same small host forwards the relay command sooner."""
+        answer. A broker on the same small host forwards the relay command sooner.
+        Automatic garbage collection is held off for the same span (stove_ctl/quiet.py)."""
         pending = [f for f in cuts if not f.done()]
         if not pending:
             release()
             return
-        timer = asyncio.ensure_future(self.clock.sleep(EVENTS_HELD_MAX_S))
+        release_quiet = quiet.hold()
+
+        def release_all(force: bool = False) -> None:
+            release(force=force)
+            release_quiet()
+
         # When the bound is reached, out with everything held, whatever other commands
         # still hold (a flood of shutoffs on a relay that does not answer).
-        timer.add_done_callback(lambda t: release(force=not t.cancelled()))
+        timer = self.clock.call_later(EVENTS_HELD_MAX_S, lambda: release_all(force=True))
         left = len(pending)
 
         def one_done(_: asyncio.Future[None]) -> None:
@@ -303,7 +310,7 @@ class Controller:
             left -= 1
             if left == 0:
                 timer.cancel()
-                release()
+                release_all()
 
         for future in pending:
             future.add_done_callback(one_done)
@@ -880,9 +887,8 @@ class Controller:
             if not woken.done():
                 woken.set_result(None)
 
-        timer = asyncio.ensure_future(self.clock.sleep(timeout_s))
+        timer = self.clock.call_later(timeout_s, lambda: wake(inner))
         inner.add_done_callback(wake)
-        timer.add_done_callback(wake)
         try:
             await woken
         finally:

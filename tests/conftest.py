@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 import hardware
+from stove_ctl import quiet
 from stove_ctl.clock import ManualClock
 from stove_ctl.commands import Command
 from stove_ctl.config import TrustConfig
@@ -23,6 +25,19 @@ from stove_ctl.state import StateStore
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
+
+
+@pytest.fixture(autouse=True)
+def _collection_back_on():
+    """Every hold on garbage collection (stove_ctl/quiet.py) is released by the end of
+    each test, and automatic collection is on again: a hold left behind would leave
+    the process collecting nothing."""
+    yield
+    held, enabled = quiet.held(), gc.isenabled()
+    quiet._held = 0  # so that one leak fails one test, not every test after it
+    gc.enable()
+    assert not held, "a hold on garbage collection was never released"
+    assert enabled, "automatic garbage collection was left off"
 
 
 @dataclass

@@ -1,0 +1,63 @@
+"""Quiet windows: no automatic garbage collection while a relay command is on its way.
+
+A young-generation collection takes 0.2-1 ms of CPU. On the small host a kitchen
+controller runs on, the broker forwarding a relay command and the device receiving it
+need the cores right after the command is written; a collection in the daemon then
+delays the cut (``bench/hops.py`` counts the samples it landed on). So automatic
+collection is held off from reading a command until its relay's answer: the broker
+link holds it while a message's handlers run, and the controller from a command until
+its cuts are confirmed (at most ``EVENTS_HELD_MAX_S``). The collection that fell due
+runs when the last hold is released.
+
+Holds nest and are taken and released on the event loop. Every hold must be released;
+every holder bounds its own. Should holds overlap without end (a flood of shutoffs for
+a relay that never answers), a young collection still runs once more than
+``FORCE_AT`` objects have been allocated since the last one, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+
+# Young objects allocated under holds before a collection runs anyway (the automatic
+# threshold is 700: this is a few shutoffs' worth, never a normal one).
+FORCE_AT = 20_000
+
+_held = 0
+_enable_after = False  # automatic collection was on when the first hold was taken
+
+
+def hold() -> Callable[[], None]:
+    """Hold automatic collection off; returns the release (idempotent)."""
+    global _held, _enable_after
+    if _held == 0:
+        _enable_after = gc.isenabled()
+        if _enable_after:
+            gc.disable()
+    elif _enable_after:
+        collect_if_overdue()
+    _held += 1
+    released = False
+
+    def release() -> None:
+        global _held
+        nonlocal released
+        if released:
+            return
+        released = True
+        _held -= 1
+        if _held == 0 and _enable_after:
+            gc.enable()
+
+    return release
+
+
+def held() -> bool:
+    return _held > 0
+
+
+def collect_if_overdue() -> None:
+    """Under holds: collect the young generations once FORCE_AT objects are waiting."""
+    if _held and _enable_after and gc.get_count()[0] > FORCE_AT:
+        gc.collect(1)
