@@ -12,7 +12,8 @@ runs when the last hold is released.
 Holds nest and are taken and released on the event loop. Every hold must be released;
 every holder bounds its own. Should holds overlap without end (a flood of shutoffs for
 a relay that never answers), a young collection still runs once more than
-``FORCE_AT`` objects have been allocated since the last one, so memory stays bounded.
+``FORCE_AT`` objects have been allocated since the last one (and a full one every
+few of those), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def held() -> bool:
 
 
 def collect_if_overdue() -> None:
-    """Under holds: collect the young generations once FORCE_AT objects are waiting."""
+    """Under holds: collect once FORCE_AT objects are waiting, as the automatic
+    collection would have: the young generations, and every generation once the
+    middle one has been collected as often as its threshold says."""
     if _held and _enable_after and gc.get_count()[0] > FORCE_AT:
-        gc.collect(1)
+        gc.collect(2 if gc.get_count()[2] >= gc.get_threshold()[2] else 1)

@@ -58,3 +58,28 @@ def test_overlapping_holds_without_end_still_collect() -> None:
     finally:
         outer()
     assert gc.isenabled()
+
+
+def test_forced_collections_reach_the_oldest_generation_too() -> None:
+    """Holds that never all end must not keep cycles that reached the oldest
+    generation forever: every so many forced collections, one is a full one."""
+    gc.collect()
+    generations: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    outer = quiet.hold()
+    gc.callbacks.append(seen)
+    try:
+        for _ in range(gc.get_threshold()[2] + 2):
+            for _ in range(quiet.FORCE_AT + 100):
+                cycle: list[object] = []
+                cycle.append(cycle)
+            quiet.hold()()
+    finally:
+        gc.callbacks.remove(seen)
+        outer()
+    assert 1 in generations and 2 in generations
+    assert len(generations) >= gc.get_threshold()[2] + 2
