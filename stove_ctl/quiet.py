@@ -21,8 +21,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 
-# Young objects allocated under holds before a collection runs anyway (the automatic
-# threshold is 700: this is a few shutoffs' worth, never a normal one).
+# Young objects waiting under holds before a collection runs anyway: about 30 times
+# the automatic threshold (700), so a single command's hold never reaches it.
 FORCE_AT = 20_000
 
 _held = 0
