@@ -65,11 +65,11 @@ def main() -> int:
             rows = []
             for who, pid in pids.items():
                 marks: dict[str, list[float]] = {"recv": [], "power": [], "idle": []}
-                collections: list[tuple[float, float]] = []  # (start, ms)
+                collections: list[float] = []  # when each of the consumer's collections began
                 for line in (logs / f"{pid}.log").read_text().splitlines():
-                    kind, t, *ms = line.split()
+                    kind, t, *_ = line.split()  # a ``gc`` line also has its duration
                     if kind == "gc":
-                        collections.append((float(t), float(ms[0])))
+                        collections.append(float(t))
                     else:
                         marks[kind].append(float(t))
                 arrivals = [t for t, what in rnd.arrivals[who] if what.startswith("POWER")]
@@ -96,7 +96,7 @@ def main() -> int:
                     # The consumer's own collections on the path: the sample's total,
                     # by whether one started before or after the write.
                     for label, lo, hi in (("gc before", recv, power), ("gc after", power, arrived)):
-                        if any(lo <= start <= hi for start, _ in collections):
+                        if any(lo <= start <= hi for start in collections):
                             hops[label].append(latency)
                     idle = next((t for t in marks["idle"] if t >= power), None)
                     if idle is not None and idle - power < 0.1:

@@ -68,14 +68,17 @@ class ManualClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), future))
-        await future
+        await self._due(seconds)
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._mono + max(seconds, 0.0), next(self._seq), future))
+        future = self._due(max(seconds, 0.0))
         future.add_done_callback(lambda f: None if f.cancelled() else callback())
+        return future
+
+    def _due(self, seconds: float) -> asyncio.Future[None]:
+        """A future that ``advance`` resolves once ``seconds`` have passed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), future))
         return future
 
     async def settle(self) -> None:

@@ -37,7 +37,7 @@ def hold() -> Callable[[], None]:
         if _enable_after:
             gc.disable()
     elif _enable_after:
-        collect_if_overdue()
+        _collect_if_overdue()
     _held += 1
     released = False
 
@@ -58,9 +58,9 @@ def held() -> bool:
     return _held > 0
 
 
-def collect_if_overdue() -> None:
+def _collect_if_overdue() -> None:
     """Under holds: collect once FORCE_AT objects are waiting, as the automatic
     collection would have: the young generations, and every generation once the
     middle one has been collected as often as its threshold says."""
-    if _held and _enable_after and gc.get_count()[0] > FORCE_AT:
+    if gc.get_count()[0] > FORCE_AT:
         gc.collect(2 if gc.get_count()[2] >= gc.get_threshold()[2] else 1)

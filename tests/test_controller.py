@@ -331,7 +331,7 @@ def test_no_automatic_collection_from_a_shutoff_until_its_cut_is_confirmed(
     """A garbage collection right after the relay command is written would take the
     CPU from the broker and the device: collection stays off until the cut is read
     back, or EVENTS_HELD_MAX_S at most when the relay does not answer; then it is on
-    again. A command that needs no cut does not hold it."""
+    again. A shutoff whose cut is confirmed before its command returns takes no hold."""
 
     async def body() -> None:
         k: Kitchen = kitchen_factory()
@@ -365,8 +365,11 @@ def test_no_automatic_collection_from_a_shutoff_until_its_cut_is_confirmed(
         k.board.offline = False
         await k.advance(5.0)
 
-        await k.do("status")
-        assert gc.isenabled()
+        relay.read = read  # type: ignore[method-assign]
+        confirmed = k.kinds(LEFT).count("cut_confirmed")
+        await k.do("shutoff", "left")  # the simulated board answers at once
+        assert k.kinds(LEFT).count("cut_confirmed") == confirmed + 1
+        assert not quiet.held() and gc.isenabled()
 
     run(body())
 
