@@ -14,6 +14,7 @@ Passwords are never logged.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -252,6 +254,7 @@ class BrokerLink:
 
     def _write_now(self, client: paho.Client) -> None:
         if not self._reading and client.socket() is not None and client.want_write():
+            _coalesce(client)
             client.loop_write()
 
     def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -453,6 +456,68 @@ class BrokerLink:
             for pattern, (_, handlers) in list(self._subscriptions.items())
             if paho.topic_matches_sub(pattern, topic)
         ]
+
+
+def _coalesce(client: paho.Client) -> None:
+    """Join each run of packets in paho's queue into one, so that a run leaves in one
+    ``send`` (paho writes each packet with a send of its own). A Tasmota pulse is two
+    messages, and the broker, woken by the first, would read and forward it before the
+    second (the one that switches the relay) was even written. Same bytes in the same
+    order; a packet partly written already, a QoS 0 PUBLISH or a DISCONNECT stands alone
+    (paho acts on those once written). With a paho whose queue is not as known, nothing."""
+    queue = getattr(client, "_out_packet", None)
+    if not isinstance(queue, collections.deque) or len(queue) < 2:
+        return
+    try:
+        packets = list(queue)
+    except RuntimeError:  # queued to from a connect's worker thread meanwhile
+        return
+    out: list[Any] = []
+    run: list[Any] = []
+    for packet in packets:
+        if _joinable(packet):
+            run.append(packet)
+            continue
+        _flush_run(run, out)
+        out.append(packet)
+    _flush_run(run, out)
+    if len(out) == len(packets):
+        return
+    # Only what was taken is replaced: a packet queued meanwhile stays behind it.
+    for _ in packets:
+        queue.popleft()
+    queue.extendleft(reversed(out))
+
+
+def _flush_run(run: list[Any], out: list[Any]) -> None:
+    if len(run) == 1:
+        out.append(run[0])
+    elif run:
+        data = b"".join(packet["packet"] for packet in run)
+        out.append(
+            {
+                "command": PUBACK,  # a type paho does nothing more for once it is written
+                "mid": 0,
+                "qos": 1,
+                "pos": 0,
+                "to_process": len(data),
+                "packet": data,
+                "info": None,
+            }
+        )
+    run.clear()
+
+
+def _joinable(packet: Any) -> bool:
+    """Nothing written of it yet, and paho does nothing more once it is: not a QoS 0
+    PUBLISH (paho calls on_publish then) nor a DISCONNECT (paho closes the socket)."""
+    try:
+        command = packet["command"] & 0xF0
+        if packet["pos"] != 0 or command == DISCONNECT:
+            return False
+        return bool(command != PUBLISH or packet["qos"] != 0)
+    except (KeyError, TypeError):
+        return False
 
 
 def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:

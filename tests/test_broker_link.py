@@ -137,9 +137,13 @@ def test_publish_all_writes_every_message_at_once_in_order(broker) -> None:
                 return loop_write()
 
             client.loop_write = counted  # type: ignore[method-assign]
+            sends = _count_sends(client)
             link.publish_all([("t/all/PulseTime1", "5"), ("t/all/POWER", "ON"), ("t/all/x", "")])
             assert not client.want_write()  # nothing left for a later turn of the loop
             assert len(writes) == 1
+            # One send for all three: the broker is not woken before POWER is written.
+            assert len(sends) == 1
+            assert sends[0].count(b"t/all/") == 3
             await asyncio.wait_for(both.wait(), 5)
             assert got == [("t/all/PulseTime1", b"5"), ("t/all/POWER", b"ON"), ("t/all/x", b"")]
         finally:
@@ -252,3 +256,84 @@ def test_an_exact_subscription_gets_only_its_own_topic(broker) -> None:
 
     run(body())
     assert seen == ["t/a", "t/end"]
+
+
+def _count_sends(client: Any) -> list[bytes]:
+    """Record what each of paho's socket sends carries (paho's own client, spied on)."""
+    sends: list[bytes] = []
+    send = client._sock_send
+
+    def spied(data: bytes) -> int:
+        sends.append(bytes(data))
+        return int(send(data))
+
+    client._sock_send = spied
+    return sends
+
+
+def test_a_handlers_messages_leave_in_one_send_up_to_a_qos0_one(broker) -> None:
+    """What a handler publishes is written after paho's read, with the PUBACK for the
+    message handled: each run of packets leaves in one send, but a QoS 0 message is
+    written on its own (paho reports it published once written), and everything
+    arrives, in order; QoS 1 messages are reported published when their PUBACK comes."""
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="co"))
+        got: list[tuple[str, bytes]] = []
+        infos: list[Any] = []
+        published_on_write: list[bool] = []
+        four = asyncio.Event()
+
+        def handler(message) -> None:
+            client = link._client
+            infos.append(client.publish("t/co/out/alpha", "1", qos=1))
+            infos.append(client.publish("t/co/out/beta", "2", qos=1))
+            infos.append(client.publish("t/co/out/gamma", "3", qos=0))
+            infos.append(client.publish("t/co/out/delta", "4", qos=1))
+
+        def out(message) -> None:
+            got.append((message.topic, message.payload))
+            if len(got) == 4:
+                four.set()
+
+        link.subscribe("t/co/in", handler)
+        link.subscribe("t/co/out/#", out)
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            await asyncio.sleep(0.1)  # the subscriptions are in place
+            client = link._client
+            sends = _count_sends(client)
+            on_write = client._packet_write
+
+            def watched() -> Any:
+                rc = on_write()
+                published_on_write.append(bool(infos) and infos[2].is_published())
+                return rc
+
+            client._packet_write = watched  # type: ignore[method-assign]
+            link.publish("t/co/in", "go")  # comes back to the handler
+            await asyncio.wait_for(four.wait(), 5)
+            assert got == [
+                ("t/co/out/alpha", b"1"),
+                ("t/co/out/beta", b"2"),
+                ("t/co/out/gamma", b"3"),
+                ("t/co/out/delta", b"4"),
+            ]
+            # The handler's write: a+b in one send, c alone, then d and the PUBACK.
+            handler_sends = [d for d in sends if b"t/co/out/" in d or d[:1] == b"\x40"]
+            names = (b"alpha", b"beta", b"gamma", b"delta")
+            carried = [[t for t in names if t in d] for d in handler_sends]
+            assert [c for c in carried if c] == [[b"alpha", b"beta"], [b"gamma"], [b"delta"]]
+            d_send = next(d for d in handler_sends if b"delta" in d)
+            assert d_send[-4:-2] == b"\x40\x02"  # the PUBACK rides with d
+            assert True in published_on_write  # c reported published when written
+            for _ in range(100):
+                if all(info.is_published() for info in infos):
+                    break
+                await asyncio.sleep(0.01)
+            assert all(info.is_published() for info in infos)
+        finally:
+            await link.stop()
+
+    run(body())
