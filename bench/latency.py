@@ -61,7 +61,9 @@ from _common import (
     busy,
     header_lines,
     load_text,
+    machine,
     pct,
+    revision,
     summary,
     table,
     wait_until,
@@ -500,7 +502,9 @@ def main() -> int:
         "generations collected before each gap); auto: Python's automatic collection, "
         "which can land inside a sample of either side",
     )
-    parser.add_argument("--keep", type=Path, help="write the raw samples (JSON) here")
+    parser.add_argument(
+        "--keep", type=Path, help="write the raw samples (JSON) here, for bench/pool.py"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -594,7 +598,17 @@ def main() -> int:
         finally:
             broker.stop()
     if args.keep is not None:
-        args.keep.write_text(json.dumps(raw))
+        # For bench/pool.py: several runs of the same code pooled into one estimate.
+        kept = {
+            "revision": revision(),
+            "machine": machine(),
+            "taken": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "broker_nodelay": args.broker_nodelay,
+            "bench_gc": args.bench_gc,
+            "pulse": args.pulse,
+            "rounds": raw,
+        }
+        args.keep.write_text(json.dumps(kept))
     out = table(HEADER, rows)
     print()
     print(out)
