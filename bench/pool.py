@@ -3,8 +3,11 @@ of the p99 ratio: one run's N 1,000 per side leaves a wide interval around a p99
 
     python bench/pool.py RUN.json [RUN.json ...] [--preset tasmota] [--no-write]
 
-Every file must come from the same daemon code (revision), broker setting, bench-gc
-setting and pulse; files that differ are refused, not mixed. Prints per run and pooled
+Every file must come from the same code (what ``stove_ctl/``, ``hardware/``,
+``bench/bare.py`` and ``bench/latency.py`` were at the file's revision: runs taken
+with a commit of only documents in between pool), with the same broker setting,
+bench-gc setting and pulse; files that differ, or that were taken with uncommitted
+changes, are refused, not mixed. Prints per run and pooled
 p50/p90/p99 per side, the p99 ratio (stove-ctl / bare) and a bootstrap 95% interval
 for the pooled ratio, and writes the ``Shutoff latency pooled: PRESET`` section of
 docs/PERFORMANCE.md.
@@ -15,15 +18,33 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from _common import header_lines, summary, table, write_section
+from _common import ROOT, header_lines, summary, table, write_section
 from latency import bootstrap_ratio
 
 HEADER = ["run", "revision", "taken", "who", "N", "p50 ms", "p90 ms", "p99 ms", "p99 ratio"]
-SAME = ("revision", "broker_nodelay", "bench_gc", "pulse")
+SAME = ("code", "broker_nodelay", "bench_gc", "pulse")
+MEASURED = ("stove_ctl", "hardware", "bench/bare.py", "bench/latency.py")
+
+
+def code(revision: str) -> str:
+    """The git objects of what a run measured, at its revision."""
+    if "uncommitted" in revision:
+        raise SystemExit(f"a run at {revision} cannot be pooled: its code is not in git")
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", *(f"{revision}:{p}" for p in MEASURED)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"cannot look up revision {revision} in git ({exc})") from None
+    return " ".join(out.split())
 
 
 def load(path: Path, preset: str) -> tuple[dict[str, Any], dict[str, list[float]]]:
@@ -40,11 +61,32 @@ def load(path: Path, preset: str) -> tuple[dict[str, Any], dict[str, list[float]
                 samples[who] += [float(v) for v in r["samples"][who]]
     if not samples["stove-ctl"] or not samples["bare"]:
         raise SystemExit(f"{path}: no {preset} samples in it")
+    kept["code"] = code(str(kept.get("revision")))
     return kept, samples
 
 
 def row(run: str, rev: str, taken: str, who: str, s: dict[str, float], ratio: float) -> list[Any]:
     return [run, rev, taken, who, s["n"], s["p50"], s["p90"], s["p99"], ratio]
+
+
+def arrival_table(runs: list[dict[str, Any]], preset: str) -> str:
+    """Tasmota: when each message of the pulse reached the device, pooled: publish ->
+    ``PulseTime1`` at the device, and ``PulseTime1`` -> ``POWER ON`` at the device."""
+    split: dict[tuple[str, str], list[float]] = {}
+    for kept in runs:
+        for r in kept["rounds"]:
+            if r.get("preset") != preset:
+                continue
+            for who, _, pulse, power in r.get("gaps", []):
+                split.setdefault((who, "publish -> PulseTime1 at the device"), []).append(pulse)
+                split.setdefault((who, "PulseTime1 -> POWER ON at the device"), []).append(
+                    power - pulse
+                )
+    rows = []
+    for (who, what), values in sorted(split.items(), key=lambda kv: (kv[0][0] != "stove-ctl",)):
+        s = summary(values)
+        rows.append([who, what, s["n"], s["p50"], s["p90"], s["p99"]])
+    return table(["who", "pooled", "N", "p50 ms", "p90 ms", "p99 ms"], rows) if rows else ""
 
 
 def main() -> int:
@@ -64,8 +106,6 @@ def main() -> int:
                 file=sys.stderr,
             )
             return 2
-    if "uncommitted" in str(first.get("revision")):
-        print("warning: the runs were taken with uncommitted changes", file=sys.stderr)
     rows: list[list[Any]] = []
     pooled: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
     for i, (_, kept, samples) in enumerate(loaded, 1):
@@ -81,6 +121,9 @@ def main() -> int:
         ci = f"95% CI {lo:.2f}-{hi:.2f}"
         rows.append(row("pooled", first["revision"], ci, who, p[who], ratio))
     out = table(HEADER, rows)
+    arrivals = arrival_table([kept for _, kept, _ in loaded], args.preset)
+    if arrivals:
+        out += "\n\n" + arrivals
     print(out)
     if args.no_write:
         return 0
