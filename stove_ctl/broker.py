@@ -36,6 +36,8 @@ from stove_ctl import quiet
 
 log = logging.getLogger(__name__)
 RECONNECT_MAX_S = 4
+# The most bytes _coalesce joins into one send (a flood's thousands of PUBACKs).
+MAX_JOINED = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class BrokerLink:
         self._writer = False  # the loop watches that socket for writing too
         self._writer_soon: Any = None  # the socket an _add_writer is scheduled for
         self._reading = False  # inside paho's loop_read (and its callback lock)
+        self._left_behind: Any = None  # the packet the last _write_now could not send
         self._accepted = False  # the broker accepted the connection (since the last try)
 
     @property
@@ -254,8 +257,13 @@ class BrokerLink:
 
     def _write_now(self, client: paho.Client) -> None:
         if not self._reading and client.socket() is not None and client.want_write():
-            _coalesce(client)
+            if client is self._client and self._connected.is_set():
+                _coalesce(client, self._left_behind)
             client.loop_write()
+            # What this write could not send (the socket is full): it is retried as
+            # it is, never joined with what is queued after it (_coalesce).
+            queue = getattr(client, "_out_packet", None)
+            self._left_behind = queue[0] if queue else None
 
     def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._on_loop(self._unwatch)
@@ -458,32 +466,39 @@ class BrokerLink:
         ]
 
 
-def _coalesce(client: paho.Client) -> None:
-    """Join each run of packets in paho's queue into one, so that a run leaves in one
-    ``send`` (paho writes each packet with a send of its own). A Tasmota pulse is two
-    messages, and the broker, woken by the first, would read and forward it before the
-    second (the one that switches the relay) was even written. Same bytes in the same
-    order; a packet partly written already, a QoS 0 PUBLISH or a DISCONNECT stands alone
-    (paho acts on those once written). With a paho whose queue is not as known, nothing."""
+def _coalesce(client: paho.Client, stuck: Any = None) -> None:
+    """Join each run of packets in paho's queue into one (up to ``MAX_JOINED`` bytes),
+    so that a run leaves in one ``send`` (paho writes each packet with a send of its
+    own). A Tasmota pulse is two messages, and the broker, woken by the first, would
+    read and forward it before the second (the one that switches the relay) was even
+    written. Same bytes in the same order; a packet partly written already, a QoS 0
+    PUBLISH or a DISCONNECT stands alone (paho acts on those once written). Nothing is
+    joined while the packet at the head is ``stuck`` (the last write left it behind:
+    the socket is full; over TLS a write must be retried with the same buffer), nor
+    with a paho whose queue is not as known."""
     queue = getattr(client, "_out_packet", None)
     if not isinstance(queue, collections.deque) or len(queue) < 2:
         return
-    try:
-        packets = list(queue)
-    except RuntimeError:  # queued to from a connect's worker thread meanwhile
+    packets = list(queue)
+    if packets[0] is stuck:
         return
     out: list[Any] = []
     run: list[Any] = []
+    size = 0
     for packet in packets:
-        if _joinable(packet):
-            run.append(packet)
+        if not _joinable(packet):
+            _flush_run(run, out)
+            out.append(packet)
             continue
-        _flush_run(run, out)
-        out.append(packet)
+        if run and size + len(packet["packet"]) > MAX_JOINED:
+            _flush_run(run, out)
+        size = len(packet["packet"]) + (size if run else 0)
+        run.append(packet)
     _flush_run(run, out)
     if len(out) == len(packets):
         return
-    # Only what was taken is replaced: a packet queued meanwhile stays behind it.
+    # Only this (the loop's) thread takes from the left; a connect's worker thread
+    # only appends, to the right: what it queued meanwhile stays behind the rest.
     for _ in packets:
         queue.popleft()
     queue.extendleft(reversed(out))

@@ -8,9 +8,12 @@ import socket
 import threading
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
+from paho.mqtt.enums import CallbackAPIVersion
 
-from stove_ctl.broker import BrokerLink, LinkSettings
+from stove_ctl.broker import MAX_JOINED, BrokerLink, LinkSettings, _coalesce
 from tests.conftest import run
 
 pytestmark = pytest.mark.hil
@@ -333,6 +336,103 @@ def test_a_handlers_messages_leave_in_one_send_up_to_a_qos0_one(broker) -> None:
                     break
                 await asyncio.sleep(0.01)
             assert all(info.is_published() for info in infos)
+        finally:
+            await link.stop()
+
+    run(body())
+
+
+def _packet(command: int, data: bytes, qos: int = 1, pos: int = 0) -> dict[str, Any]:
+    return {
+        "command": command,
+        "mid": 1,
+        "qos": qos,
+        "pos": pos,
+        "to_process": len(data) - pos,
+        "packet": data,
+        "info": None,
+    }
+
+
+def test_coalesce_joins_runs_and_leaves_what_paho_acts_on_alone() -> None:
+    """paho's own queue, filled by hand (no socket): a packet partly written, a QoS 0
+    PUBLISH and a DISCONNECT stay as they are; the runs between them are joined; the
+    bytes still to send, in order, do not change."""
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    part = _packet(PUBLISH | 2, b"\x32\x04AAAA", pos=2)
+    queued = [
+        part,
+        _packet(PUBACK, b"\x40\x02\x00\x01"),
+        _packet(PUBLISH | 2, b"\x32\x02BB"),
+        _packet(PUBLISH, b"\x30\x02CC", qos=0),
+        _packet(PUBACK, b"\x40\x02\x00\x02"),
+        _packet(DISCONNECT, b"\xe0\x00", qos=0),
+        _packet(PUBACK, b"\x40\x02\x00\x03"),
+    ]
+    before = b"".join(p["packet"][p["pos"] :] for p in queued)
+    client._out_packet.extend(queued)
+    _coalesce(client)
+    out = list(client._out_packet)
+    assert len(out) == 6
+    assert out[0] is part and out[2] is queued[3] and out[4] is queued[5]
+    assert out[1]["packet"] == b"\x40\x02\x00\x01\x32\x02BB"
+    assert out[3] is queued[4] and out[5] is queued[6]  # a run of one is left as it is
+    assert b"".join(p["packet"][p["pos"] :] for p in out) == before
+
+
+def test_coalesce_joins_no_more_than_max_joined_and_not_behind_a_stuck_head() -> None:
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    big = [_packet(PUBACK, bytes(MAX_JOINED // 2)) for _ in range(5)]
+    client._out_packet.extend(big)
+    _coalesce(client)
+    sizes = [len(p["packet"]) for p in client._out_packet]
+    assert sizes == [MAX_JOINED, MAX_JOINED, MAX_JOINED // 2]
+    # The head the last write left behind is retried as it was, nothing joined to it.
+    client._out_packet.clear()
+    small = [_packet(PUBACK, b"\x40\x02\x00\x01") for _ in range(3)]
+    client._out_packet.extend(small)
+    _coalesce(client, stuck=small[0])
+    assert list(client._out_packet) == small
+
+
+def test_a_write_the_socket_refused_is_retried_with_the_same_bytes(broker) -> None:
+    """Over TLS a write that could not go ("want write") must be retried with the same
+    buffer: what a full socket left behind is not joined with what is queued after it,
+    and everything still arrives, in order."""
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="eg"))
+        got: list[bytes] = []
+        four = asyncio.Event()
+
+        def out(message) -> None:
+            got.append(message.payload)
+            if len(got) == 4:
+                four.set()
+
+        link.subscribe("t/eg/#", out)
+        link.start(asyncio.get_running_loop())
+        try:
+            assert await link.wait_connected(10)
+            await asyncio.sleep(0.1)
+            client = link._client
+            attempts: list[bytes] = []
+            send = client._sock_send
+
+            def full_once(data: bytes) -> int:
+                attempts.append(bytes(data))
+                if len(attempts) == 1:
+                    raise BlockingIOError  # the socket is full: nothing written
+                return int(send(data))
+
+            client._sock_send = full_once  # type: ignore[method-assign]
+            link.publish_all([("t/eg/1", "a"), ("t/eg/2", "b")])
+            link.publish_all([("t/eg/3", "c"), ("t/eg/4", "d")])
+            assert attempts[0].count(b"t/eg/") == 2  # the pulse was joined...
+            assert attempts[1] == attempts[0]  # ...and retried as it was
+            assert all(b"t/eg/1" not in a for a in attempts[2:])
+            await asyncio.wait_for(four.wait(), 5)
+            assert got == [b"a", b"b", b"c", b"d"]
         finally:
             await link.stop()
 
