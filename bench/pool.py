@@ -47,6 +47,16 @@ def code(revision: str) -> str:
     return " ".join(out.split())
 
 
+def last_change(revision: str) -> str:
+    """The last commit at or before ``revision`` that changed what a run measures."""
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h", revision, "--", *MEASURED],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def load(path: Path, preset: str) -> tuple[dict[str, Any], dict[str, list[float]]]:
     try:
         kept = json.loads(path.read_text())
@@ -127,15 +137,16 @@ def main() -> int:
     print(out)
     if args.no_write:
         return 0
-    names = " ".join(path.name for path, _, _ in loaded)
+    names = " ".join(str(path) for path, _, _ in loaded)
     cmd = f"python bench/pool.py --preset {args.preset} {names}"
     n_text = (
         f"{len(loaded)} runs; {p['stove-ctl']['n']} stove-ctl and {p['bare']['n']} bare samples"
     )
     body = (
         header_lines(cmd, n_text) + "\n\n"
-        f"Runs of `bench/latency.py --presets {args.preset} --keep FILE` on the same daemon "
-        f"code (broker with set_tcp_nodelay: {first.get('broker_nodelay')}, bench-gc "
+        f"Runs of `bench/latency.py --presets {args.preset} --keep FILE` on the same code "
+        f"(`{'`, `'.join(MEASURED)}` as at {last_change(str(first['revision']))}; broker "
+        f"with set_tcp_nodelay: {first.get('broker_nodelay')}, bench-gc "
         f"{first.get('bench_gc')}, pulse_s {first.get('pulse')}), their samples pooled. "
         "`p99 ratio` = stove-ctl p99 / baseline p99 (DESIGN: <= 1.2); the interval is a "
         "bootstrap over the pooled samples.\n\n"
