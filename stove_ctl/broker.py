@@ -489,11 +489,14 @@ def _coalesce(client: paho.Client, stuck: Any = None) -> None:
         if not _joinable(packet):
             _flush_run(run, out)
             out.append(packet)
+            size = 0
             continue
-        if run and size + len(packet["packet"]) > MAX_JOINED:
+        length = len(packet["packet"])
+        if run and size + length > MAX_JOINED:
             _flush_run(run, out)
-        size = len(packet["packet"]) + (size if run else 0)
+            size = 0
         run.append(packet)
+        size += length
     _flush_run(run, out)
     if len(out) == len(packets):
         return

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -19,6 +21,20 @@ from tests.conftest import run
 pytestmark = pytest.mark.hil
 
 
+@contextlib.asynccontextmanager
+async def _running(link: BrokerLink, settle_s: float = 0.0) -> AsyncIterator[BrokerLink]:
+    """The link connected (and, after ``settle_s``, its subscriptions acknowledged),
+    stopped on the way out whatever happened."""
+    link.start(asyncio.get_running_loop())
+    try:
+        assert await link.wait_connected(10)
+        if settle_s:
+            await asyncio.sleep(settle_s)
+        yield link
+    finally:
+        await link.stop()
+
+
 def test_packets_leave_at_once_tcp_nodelay(broker) -> None:
     """Nagle's algorithm would hold a packet written while the one before is still
     unacknowledged (a Tasmota pulse is two messages back to back) until the broker's
@@ -26,14 +42,10 @@ def test_packets_leave_at_once_tcp_nodelay(broker) -> None:
 
     async def body() -> None:
         link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="nd"))
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
+        async with _running(link):
             sock = link._client.socket()  # the live connection
             assert sock is not None
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-        finally:
-            await link.stop()
 
     run(body())
 
@@ -56,16 +68,12 @@ def test_a_write_failing_inside_a_handler_does_not_hang_the_loop(broker) -> None
             handled.set()
 
         link.subscribe("t/in", handler)
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
+        async with _running(link):
             link.publish("t/in", "go")  # the broker sends it back to our subscription
             await asyncio.wait_for(handled.wait(), 10)
             await asyncio.sleep(0.05)
             outcome["lost"] = not link.connected
             outcome["back"] = await link.wait_connected(10)
-        finally:
-            await link.stop()
 
     def in_thread() -> None:
         try:
@@ -95,9 +103,7 @@ def test_a_failing_on_connect_hook_spares_the_others_and_the_link(broker, caplog
         link.on_connect(lambda: calls.append("good"))
         echoed = asyncio.Event()
         link.subscribe("t/echo", lambda message: echoed.set())
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
+        async with _running(link):
             for _ in range(200):
                 if len(calls) == 2:
                     break
@@ -105,8 +111,6 @@ def test_a_failing_on_connect_hook_spares_the_others_and_the_link(broker, caplog
             assert calls == ["bad", "good"]
             link.publish("t/echo", "x")
             await asyncio.wait_for(echoed.wait(), 5)  # the link still delivers
-        finally:
-            await link.stop()
 
     run(body())
     assert any("on-connect hook" in r.getMessage() for r in caplog.records)
@@ -127,10 +131,7 @@ def test_publish_all_writes_every_message_at_once_in_order(broker) -> None:
                 both.set()
 
         link.subscribe("t/all/#", handler)
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
-            await asyncio.sleep(0.1)  # the subscription is in place
+        async with _running(link, settle_s=0.1):  # the subscription is in place
             writes: list[int] = []
             client = link._client
             loop_write = client.loop_write
@@ -149,8 +150,6 @@ def test_publish_all_writes_every_message_at_once_in_order(broker) -> None:
             assert sends[0].count(b"t/all/") == 3
             await asyncio.wait_for(both.wait(), 5)
             assert got == [("t/all/PulseTime1", b"5"), ("t/all/POWER", b"ON"), ("t/all/x", b"")]
-        finally:
-            await link.stop()
 
     run(body())
 
@@ -172,10 +171,7 @@ def test_no_garbage_collection_between_a_message_and_what_its_handler_writes(bro
                 raise RuntimeError("handler failed")
 
         link.subscribe("t/gc", handler)
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
-            await asyncio.sleep(0.1)
+        async with _running(link, settle_s=0.1):
             for payload in ("ok", "raise"):
                 done.clear()
                 link.publish("t/gc", payload)
@@ -184,8 +180,6 @@ def test_no_garbage_collection_between_a_message_and_what_its_handler_writes(bro
                 assert gc.isenabled()
             assert seen == [False, False]
             assert link.connected
-        finally:
-            await link.stop()
 
     assert gc.isenabled()
     run(body())
@@ -211,17 +205,13 @@ def test_messages_reach_exact_and_wildcard_subscriptions(broker) -> None:
 
         link.subscribe("t/a", handler("exact a"))
         link.subscribe("t/b", handler("exact b"))
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
+        async with _running(link):
             link.subscribe("w/+", handler("wildcard"))  # after connecting, as a rule may
             link.subscribe("t/end", handler("end"))
             await asyncio.sleep(0.2)  # the SUBSCRIBEs are acknowledged
             for topic in ("t/a", "w/c", "x/a", "w/c/d", "t/b", "t/end"):
                 link.publish(topic, "1")
             await asyncio.wait_for(got.wait(), 10)
-        finally:
-            await link.stop()
 
     run(body())
     assert seen == [
@@ -247,15 +237,10 @@ def test_an_exact_subscription_gets_only_its_own_topic(broker) -> None:
 
         link.subscribe("t/a", handle)
         link.subscribe("t/end", handle)
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
-            await asyncio.sleep(0.2)
+        async with _running(link, settle_s=0.2):
             for topic in ("t/b", "t/a", "t/a/b", "t/end"):
                 link.publish(topic, "1")
             await asyncio.wait_for(got.wait(), 10)
-        finally:
-            await link.stop()
 
     run(body())
     assert seen == ["t/a", "t/end"]
@@ -301,10 +286,7 @@ def test_a_handlers_messages_leave_in_one_send_up_to_a_qos0_one(broker) -> None:
 
         link.subscribe("t/co/in", handler)
         link.subscribe("t/co/out/#", out)
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
-            await asyncio.sleep(0.1)  # the subscriptions are in place
+        async with _running(link, settle_s=0.1):  # the subscriptions are in place
             client = link._client
             sends = _count_sends(client)
             on_write = client._packet_write
@@ -336,8 +318,6 @@ def test_a_handlers_messages_leave_in_one_send_up_to_a_qos0_one(broker) -> None:
                     break
                 await asyncio.sleep(0.01)
             assert all(info.is_published() for info in infos)
-        finally:
-            await link.stop()
 
     run(body())
 
@@ -411,10 +391,7 @@ def test_a_write_the_socket_refused_is_retried_with_the_same_bytes(broker) -> No
                 four.set()
 
         link.subscribe("t/eg/#", out)
-        link.start(asyncio.get_running_loop())
-        try:
-            assert await link.wait_connected(10)
-            await asyncio.sleep(0.1)
+        async with _running(link, settle_s=0.1):
             client = link._client
             attempts: list[bytes] = []
             send = client._sock_send
@@ -433,7 +410,5 @@ def test_a_write_the_socket_refused_is_retried_with_the_same_bytes(broker) -> No
             assert all(b"t/eg/1" not in a for a in attempts[2:])
             await asyncio.wait_for(four.wait(), 5)
             assert got == [b"a", b"b", b"c", b"d"]
-        finally:
-            await link.stop()
 
     run(body())
