@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import gc
 import json
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -70,9 +72,12 @@ def python_miio_build(request: dict[str, Any], token: bytes, device_id: bytes) -
     )
 
 
-def start_sample(controller: Any, i: int, marks: dict[str, Any]) -> tuple[float, Any]:
+def start_sample(
+    controller: Any, i: int, marks: dict[str, Any], at_start: Callable[[], None] | None = None
+) -> tuple[float, Any]:
     """Do what the MQTT interface does with sample ``i``'s ``…/cmd`` payload, started
-    at once: (the start time, the task). ``marks["parsed"]``: the command parsed."""
+    at once: (the start time, the task). ``marks["parsed"]``: the command parsed.
+    ``at_start`` is called once the payload is built, just before the clock starts."""
     payload = json.dumps({"action": "shutoff", "burner": "k/b", "id": f"p{i}"}).encode()
 
     async def handle() -> dict[str, Any]:
@@ -81,6 +86,8 @@ def start_sample(controller: Any, i: int, marks: dict[str, Any]) -> tuple[float,
         reply = await controller.execute(command, wait="confirmed", timeout_s=5)
         return cast(dict[str, Any], reply)
 
+    if at_start is not None:
+        at_start()
     t0 = time.perf_counter()
     return t0, eager_start(handle())
 
@@ -162,9 +169,10 @@ async def measure(n: int) -> dict[str, list[float]]:
     return out
 
 
-async def measure_tasmota(n: int) -> dict[str, list[float]]:
-    import paho.mqtt.client as paho
-
+@contextlib.asynccontextmanager
+async def tasmota_runtime() -> AsyncIterator[tuple[Any, Any]]:
+    """The daemon's runtime (one burner, polling off) on a test Mosquitto with a
+    simulated Tasmota device (``device_pulse``), started: (runtime, controller)."""
     tmp = Path(tempfile.mkdtemp(prefix="stove-bench-path-"))
     broker = Mosquitto(tmp).start()
     board = SimRelay(channels=1)
@@ -187,6 +195,21 @@ async def measure_tasmota(n: int) -> dict[str, list[float]]:
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
     runtime = build(load_config(tmp / "config.yaml"), RealClock())
     controller = runtime.controller
+    try:
+        await runtime.start()
+        await controller.start()
+        await asyncio.sleep(0.5)
+        yield runtime, controller
+    finally:
+        await controller.stop()
+        await runtime.close()
+        device.stop()
+        broker.stop()
+
+
+async def measure_tasmota(n: int) -> dict[str, list[float]]:
+    import paho.mqtt.client as paho
+
     out: dict[str, list[float]] = {
         k: [] for k in ("parse", "execute", "start", "publish", "send", "send1", "total", "gc")
     }
@@ -194,64 +217,58 @@ async def measure_tasmota(n: int) -> dict[str, list[float]]:
     marks: dict[str, Any] = {}
     gc_watch = GcWatch(time.perf_counter)
 
-    try:
-        await runtime.start()
-        await controller.start()
-        await asyncio.sleep(0.5)
-        link = runtime.relay_link
-        assert link is not None
-        publish_all = link.publish_all
-        start_shutoff = controller._start_shutoff
+    async with tasmota_runtime() as (runtime, controller):
+        try:
+            link = runtime.relay_link
+            assert link is not None
+            publish_all = link.publish_all
+            start_shutoff = controller._start_shutoff
 
-        def timed_publish_all(messages: Any, *rest: Any) -> None:
-            messages = list(messages)
-            pulse = any(topic.endswith("/POWER") and p == "ON" for topic, p in messages)
-            if pulse:
-                marks["queued"] = time.perf_counter()
-                marks["sends"] = []
-            publish_all(messages, *rest)
-            if pulse:
-                marks["written"] = time.perf_counter()
+            def timed_publish_all(messages: Any, *rest: Any) -> None:
+                messages = list(messages)
+                pulse = any(topic.endswith("/POWER") and p == "ON" for topic, p in messages)
+                if pulse:
+                    marks["queued"] = time.perf_counter()
+                    marks["sends"] = []
+                publish_all(messages, *rest)
+                if pulse:
+                    marks["written"] = time.perf_counter()
 
-        def timed_send(self: Any, data: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return sock_send(self, data)
-            finally:
-                if "sends" in marks and "written" not in marks:
-                    marks["sends"].append(time.perf_counter() - t)
+            def timed_send(self: Any, data: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return sock_send(self, data)
+                finally:
+                    if "sends" in marks and "written" not in marks:
+                        marks["sends"].append(time.perf_counter() - t)
 
-        def timed_start(burner: Any, cmd: Any) -> Any:
-            marks.setdefault("start", time.perf_counter())
-            return start_shutoff(burner, cmd)
+            def timed_start(burner: Any, cmd: Any) -> Any:
+                marks.setdefault("start", time.perf_counter())
+                return start_shutoff(burner, cmd)
 
-        link.publish_all = timed_publish_all  # type: ignore[method-assign]
-        paho.Client._sock_send = timed_send  # type: ignore[method-assign]
-        controller._start_shutoff = timed_start  # type: ignore[method-assign]
-        gc.callbacks.append(gc_watch)
-        for i in range(n + WARM_UP):
-            marks.clear()
-            gc_watch.pauses.clear()
-            t0, task = start_sample(controller, i, marks)
-            on_path = [ms for _, ms, _ in gc_watch.during(t0, marks["written"])]
-            await finish_sample(controller, task)
-            if i >= WARM_UP:
-                out["parse"].append((marks["parsed"] - t0) * 1e6)
-                out["execute"].append((marks["start"] - marks["parsed"]) * 1e6)
-                out["start"].append((marks["queued"] - marks["start"]) * 1e6)
-                out["publish"].append((marks["written"] - marks["queued"]) * 1e6)
-                out["send"].append(sum(marks["sends"]) * 1e6)
-                out["send1"].append(marks["sends"][0] * 1e6)
-                out["total"].append((marks["written"] - t0) * 1e6)
-                out["gc"] += [ms * 1e3 for ms in on_path]
-    finally:
-        if gc_watch in gc.callbacks:
-            gc.callbacks.remove(gc_watch)
-        paho.Client._sock_send = sock_send  # type: ignore[method-assign]
-        await controller.stop()
-        await runtime.close()
-        device.stop()
-        broker.stop()
+            link.publish_all = timed_publish_all  # type: ignore[method-assign]
+            paho.Client._sock_send = timed_send  # type: ignore[method-assign]
+            controller._start_shutoff = timed_start  # type: ignore[method-assign]
+            gc.callbacks.append(gc_watch)
+            for i in range(n + WARM_UP):
+                marks.clear()
+                gc_watch.pauses.clear()
+                t0, task = start_sample(controller, i, marks)
+                on_path = [ms for _, ms, _ in gc_watch.during(t0, marks["written"])]
+                await finish_sample(controller, task)
+                if i >= WARM_UP:
+                    out["parse"].append((marks["parsed"] - t0) * 1e6)
+                    out["execute"].append((marks["start"] - marks["parsed"]) * 1e6)
+                    out["start"].append((marks["queued"] - marks["start"]) * 1e6)
+                    out["publish"].append((marks["written"] - marks["queued"]) * 1e6)
+                    out["send"].append(sum(marks["sends"]) * 1e6)
+                    out["send1"].append(marks["sends"][0] * 1e6)
+                    out["total"].append((marks["written"] - t0) * 1e6)
+                    out["gc"] += [ms * 1e3 for ms in on_path]
+        finally:
+            if gc_watch in gc.callbacks:
+                gc.callbacks.remove(gc_watch)
+            paho.Client._sock_send = sock_send  # type: ignore[method-assign]
     return out
 
 

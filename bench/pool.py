@@ -99,6 +99,32 @@ def arrival_table(runs: list[dict[str, Any]], preset: str) -> str:
     return table(["who", "pooled", "N", "p50 ms", "p90 ms", "p99 ms"], rows) if rows else ""
 
 
+TAIL = 0.03  # the slowest 3% of stove-ctl samples, for split_table
+
+
+def split_table(runs: list[dict[str, Any]], preset: str) -> str:
+    """stove-ctl: where its time went, before and after the daemon's ``command`` event
+    (publish -> the event, the event -> relay set; from the daemon's event log), pooled,
+    for all samples and for the slowest ``TAIL`` of them (by total)."""
+    parts: list[tuple[float, float, float]] = []
+    for kept in runs:
+        for r in kept["rounds"]:
+            if r.get("preset") == preset:
+                parts += [(float(a), float(b), float(t)) for _, a, b, t in r.get("split", [])]
+    if not parts:
+        return ""
+    parts.sort(key=lambda p: p[2])
+    tail = parts[int(len(parts) * (1 - TAIL)) :]
+    rows = []
+    for i, what in enumerate(("publish -> `command` event", "`command` event -> relay set")):
+        every, slow = summary([p[i] for p in parts]), summary([p[i] for p in tail])
+        rows.append([what, every["n"], every["p50"], every["p90"], every["p99"], slow["p50"]])
+    slow_total = summary([p[2] for p in tail])
+    rows.append(["total", len(parts), *(float("nan"),) * 3, slow_total["p50"]])
+    header = ["stove-ctl, pooled", "N", "p50 ms", "p90 ms", "p99 ms", f"slowest {TAIL:.0%}: p50 ms"]
+    return table(header, rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -134,6 +160,9 @@ def main() -> int:
     arrivals = arrival_table([kept for _, kept, _ in loaded], args.preset)
     if arrivals:
         out += "\n\n" + arrivals
+    split = split_table([kept for _, kept, _ in loaded], args.preset)
+    if split:
+        out += "\n\n" + split
     print(out)
     if args.no_write:
         return 0
