@@ -85,6 +85,7 @@ class BrokerLink:
         self._fd: int | None = None  # paho's socket, as registered with the loop
         self._writer = False  # the loop watches that socket for writing too
         self._writer_soon: Any = None  # the socket an _add_writer is scheduled for
+        self._direct: paho.Client | None = None  # publishing on the loop, written at once
         self._reading = False  # inside paho's loop_read (and its callback lock)
         self._left_behind: Any = None  # the packet the last _write_now could not send
         self._accepted = False  # the broker accepted the connection (since the last try)
@@ -284,6 +285,8 @@ class BrokerLink:
         # (``_write_now``), and the writer would be added and removed for nothing.
         # One check per loop turn, however many messages were queued in it.
         loop = self._loop
+        if self._direct is client and self._in_loop():
+            return  # written straight after; _flush asks again if the socket is full
         if loop is None or loop.is_closed() or self._writer_soon is sock:
             return
         self._writer_soon = sock
@@ -353,20 +356,42 @@ class BrokerLink:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation_data
         client = self._client
-        client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        self._flush(client)
+        direct = self._writes_now()
+        self._direct = client if direct else None
+        try:
+            client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        finally:
+            self._flush(client, direct)
 
     def publish_all(self, messages: Iterable[tuple[str, str]], qos: int = 1) -> None:
         """Queue several messages, in order, and write them together: one pass over
         the socket for all of them (a Tasmota pulse is two), not one per message."""
         client = self._client
-        for topic, payload in messages:
-            client.publish(topic, payload, qos=qos)
-        self._flush(client)
+        direct = self._writes_now()
+        self._direct = client if direct else None
+        try:
+            for topic, payload in messages:
+                client.publish(topic, payload, qos=qos)
+        finally:
+            self._flush(client, direct)
 
-    def _flush(self, client: paho.Client) -> None:
-        if self._connected.is_set() and self._loop is not None and self._in_loop():
+    def _writes_now(self) -> bool:
+        """Is what is published now written before the call returns? (On the loop's
+        thread, connected, and not inside this link's own read: then it is written as
+        soon as that read returns, ``_readable``.)"""
+        return (
+            not self._reading
+            and self._connected.is_set()
+            and self._loop is not None
+            and self._in_loop()
+        )
+
+    def _flush(self, client: paho.Client, direct: bool) -> None:
+        self._direct = None
+        if direct:
             self._write_now(client)
+            if client.want_write():  # the socket took only part: the loop writes the rest
+                self._want_write(client, None, client.socket())
 
     # -- paho callbacks (on the loop) ------------------------------------------------
 

@@ -412,3 +412,60 @@ def test_a_write_the_socket_refused_is_retried_with_the_same_bytes(broker) -> No
             assert got == [b"a", b"b", b"c", b"d"]
 
     run(body())
+
+
+def test_a_publish_written_at_once_asks_the_loop_for_no_writer(broker) -> None:
+    """A publish on the loop is written before it returns: nothing is scheduled for a
+    later turn of the loop (the writer check would run right behind a relay command)."""
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="nw"))
+        async with _running(link, settle_s=0.1):
+            client = link._client
+            asked: list[object] = []
+            add_writer = link._add_writer
+            link._add_writer = lambda *a: (asked.append(a), add_writer(*a))  # type: ignore[method-assign]
+            link.publish_all([("t/nw/PulseTime1", "5"), ("t/nw/POWER", "ON")])
+            link.publish("t/nw/other", "x")
+            assert not client.want_write()
+            assert link._writer_soon is None
+            await asyncio.sleep(0.05)  # a few turns of the loop
+            assert asked == []
+
+    run(body())
+
+
+def test_a_publish_the_socket_refuses_whole_is_written_later_by_the_loop(broker) -> None:
+    """When the socket takes nothing (full), the publish is left to the loop's writer,
+    and arrives with nothing else published after it to push it out."""
+
+    async def body() -> None:
+        link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="rf"))
+        got: list[bytes] = []
+        both = asyncio.Event()
+
+        def out(message) -> None:
+            got.append(message.payload)
+            if len(got) == 2:
+                both.set()
+
+        link.subscribe("t/rf/#", out)
+        async with _running(link, settle_s=0.1):
+            client = link._client
+            send = client._sock_send
+            refused: list[bytes] = []
+
+            def full_once(data: bytes) -> int:
+                if not refused:
+                    refused.append(bytes(data))
+                    raise BlockingIOError  # the socket is full: nothing written
+                return int(send(data))
+
+            client._sock_send = full_once  # type: ignore[method-assign]
+            link.publish_all([("t/rf/PulseTime1", "5"), ("t/rf/POWER", "ON")])
+            assert refused and client.want_write()  # still queued when publish_all returns
+            await asyncio.wait_for(both.wait(), 5)
+            assert got == [b"5", b"ON"]
+            assert not client.want_write()
+
+    run(body())
