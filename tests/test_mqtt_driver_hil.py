@@ -126,3 +126,90 @@ def test_a_command_that_changes_nothing_asks_at_once(broker, monkeypatch) -> Non
     finally:
         watcher.close()
         device.stop()
+
+
+def test_command_texts_are_formatted_once_but_a_request_id_is_new_every_time(broker) -> None:
+    """A cut's topics and payloads are formatted once per channel and hold (they are
+    on the shutoff's path), but a template with {req} (Shelly's RPC id) still gets a
+    new id on every command, and a different hold gets its own PulseTime."""
+    board = hardware.SimRelay(channels=1)
+    tasmota = TasmotaRelay(board, broker.port, topic="stove").start()
+    watcher = Watcher(broker.port, ["cmnd/stove/#"])
+    try:
+
+        async def pulses(relay: MqttRelay) -> None:
+            watcher.clear()
+            for hold_s in (0.5, 2.0, 0.5):
+                await relay.pulse(1, True, hold_s)
+                await relay.set(1, False)
+
+        drive(broker, "tasmota", "stove", pulses)
+        assert [p for _, p in sent(watcher, "cmnd/stove/PulseTime1")] == [b"5", b"20", b"5"]
+    finally:
+        watcher.close()
+        tasmota.stop()
+
+    shelly_board = hardware.SimRelay(channels=1)
+    shelly = ShellyGen2Relay(shelly_board, broker.port, prefix="shelly").start()
+    rpc = Watcher(broker.port, ["shelly/rpc"])
+    try:
+
+        async def switches(relay: MqttRelay) -> None:
+            rpc.clear()
+            for on in (True, False, True):
+                await relay.set(1, on)
+
+        drive(broker, "shelly_gen2", "shelly", switches)
+        sets = [m for m in rpc.json("shelly/rpc") if m["method"] == "Switch.Set"]
+        assert [m["params"]["on"] for m in sets] == [True, False, True]
+        assert len({m["id"] for m in sets}) == 3
+    finally:
+        rpc.close()
+        shelly.stop()
+
+
+@pytest.mark.parametrize(
+    ("template", "uses"),
+    [
+        ("{req}", True),
+        ('{{"id": {req:>4}}}', True),
+        ("{req.real}", True),
+        ("cmnd/{device}/POWER{idx}", False),
+        ("{{req}}", False),  # an escaped brace: the text 'req', not the field
+        ("{request}", False),
+        ("", False),
+    ],
+)
+def test_which_templates_use_a_request_id(template: str, uses: bool) -> None:
+    assert driver._uses_req(template) is uses
+
+
+def test_the_core_is_handed_over_once_the_relay_command_is_written(broker, monkeypatch) -> None:
+    """A pulse's messages are written to the broker first, then the driver yields the
+    core (quiet.hand_over) so that the broker it woke forwards them at once."""
+    from stove_ctl import quiet
+
+    trace: list[str] = []
+    monkeypatch.setattr(quiet, "_yield", lambda: trace.append("yield"))
+    board = hardware.SimRelay(channels=1)
+    device = TasmotaRelay(board, broker.port, topic="stove").start()
+    try:
+
+        async def body(relay: MqttRelay) -> None:
+            client = relay.link._client
+            send = client._sock_send
+
+            def traced(data: bytes) -> int:
+                if b"cmnd/stove/" in bytes(data):
+                    trace.append("send")
+                return int(send(data))
+
+            client._sock_send = traced  # type: ignore[method-assign]
+            trace.clear()
+            await relay.pulse(1, True, 0.5)
+            assert board.get(1)
+
+        drive(broker, "tasmota", "stove", body)
+        assert trace == ["send", "yield"]  # one send: PulseTime1 and POWER together
+    finally:
+        device.stop()

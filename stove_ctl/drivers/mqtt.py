@@ -11,12 +11,16 @@ controller retries with backoff.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stove_ctl import quiet
 from stove_ctl.broker import BrokerLink, Incoming
 from stove_ctl.drivers.mqtt_presets import Preset, StateSource
 from stove_ctl.errors import RelayMismatch, RelayRejected, RelayUnreachable
@@ -39,6 +43,15 @@ class _Channel:
 def _wake(waiter: asyncio.Future[bool], reported: bool) -> None:
     if not waiter.done():
         waiter.set_result(reported)
+
+
+@functools.lru_cache(maxsize=256)
+def _uses_req(template: str) -> bool:
+    """Does ``template`` format ``{req}`` (a new request id for every message)?"""
+    return any(
+        field is not None and field.split(".", 1)[0].split("[", 1)[0] == "req"
+        for _, field, _, _ in string.Formatter().parse(template)
+    )
 
 
 def _path(payload: Any, path: str) -> Any:
@@ -90,11 +103,25 @@ class MqttRelay:
         }
         self.available: bool | None = None
         self._subscribed = False
+        # A relay command's topics and payloads, formatted once: (template, channel,
+        # hold) -> text, for templates without {req} (which must be new every time).
+        self._formatted: dict[tuple[str, int, str], str] = {}
 
     # -- wiring to the broker ----------------------------------------------------
 
     def _fmt(self, template: str, channel: int, **extra: str) -> str:
         return template.format(**self._vars[channel], req=str(next(self._req)), **extra)
+
+    def _fmt_command(self, template: str, channel: int, hold: str) -> str:
+        """``_fmt`` for a relay command, from the cache where the text cannot change:
+        a cut formats its messages before they are written, on the shutoff's path."""
+        key = (template, channel, hold)
+        text = self._formatted.get(key)
+        if text is None:
+            text = self._fmt(template, channel, hold=hold)
+            if not _uses_req(template):
+                self._formatted[key] = text
+        return text
 
     def attach(self) -> None:
         """Subscribe to the device's state and availability topics."""
@@ -198,7 +225,7 @@ class MqttRelay:
         pulse = self.preset.pulse
         if pulse is None or not on:
             raise RelayRejected(f"relay {self.name!r} ({self.preset.name}) has no device pulse")
-        await self._command(channel, True, list(pulse.messages), hold=pulse.encode(hold_s))
+        await self._command(channel, True, pulse.messages, hold=pulse.encode(hold_s))
 
     async def read(self, channel: int) -> bool:
         state = self._channel(channel)
@@ -227,15 +254,18 @@ class MqttRelay:
             raise RelayUnreachable(f"relay {self.name!r}: the device reports itself offline")
 
     async def _command(
-        self, channel: int, on: bool, messages: list[tuple[str, str]], hold: str
+        self, channel: int, on: bool, messages: Sequence[tuple[str, str]], hold: str
     ) -> None:
         state = self._channel(channel)
         self._check_available()
         since = state.version
         self.link.publish_all(
-            (self._fmt(topic, channel), self._fmt(payload, channel, hold=hold))
-            for topic, payload in messages
+            [
+                (self._fmt_command(topic, channel, hold), self._fmt_command(payload, channel, hold))
+                for topic, payload in messages
+            ]
         )
+        quiet.hand_over()  # the broker forwards it before this loop step goes on
         await self._await_report(channel, since, on)
 
     async def _await_report(self, channel: int, since: int, want: bool | None) -> None:
