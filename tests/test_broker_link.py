@@ -35,6 +35,36 @@ async def _running(link: BrokerLink, settle_s: float = 0.0) -> AsyncIterator[Bro
         await link.stop()
 
 
+def _payloads(link: BrokerLink, topic: str, n: int) -> tuple[list[bytes], asyncio.Event]:
+    """Subscribe ``link`` to ``topic``: the payloads received, and an event set at ``n``."""
+    got: list[bytes] = []
+    done = asyncio.Event()
+
+    def out(message) -> None:
+        got.append(message.payload)
+        if len(got) == n:
+            done.set()
+
+    link.subscribe(topic, out)
+    return got, done
+
+
+def _refuse_first_send(client: paho.Client) -> list[bytes]:
+    """The socket is full for the first send (nothing written, BlockingIOError), then
+    takes everything. Returns the bytes of every send tried."""
+    attempts: list[bytes] = []
+    send = client._sock_send
+
+    def full_once(data: bytes) -> int:
+        attempts.append(bytes(data))
+        if len(attempts) == 1:
+            raise BlockingIOError
+        return int(send(data))
+
+    client._sock_send = full_once  # type: ignore[method-assign]
+    return attempts
+
+
 def test_packets_leave_at_once_tcp_nodelay(broker) -> None:
     """Nagle's algorithm would hold a packet written while the one before is still
     unacknowledged (a Tasmota pulse is two messages back to back) until the broker's
@@ -382,27 +412,10 @@ def test_a_write_the_socket_refused_is_retried_with_the_same_bytes(broker) -> No
 
     async def body() -> None:
         link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="eg"))
-        got: list[bytes] = []
-        four = asyncio.Event()
-
-        def out(message) -> None:
-            got.append(message.payload)
-            if len(got) == 4:
-                four.set()
-
-        link.subscribe("t/eg/#", out)
+        got, four = _payloads(link, "t/eg/#", 4)
         async with _running(link, settle_s=0.1):
             client = link._client
-            attempts: list[bytes] = []
-            send = client._sock_send
-
-            def full_once(data: bytes) -> int:
-                attempts.append(bytes(data))
-                if len(attempts) == 1:
-                    raise BlockingIOError  # the socket is full: nothing written
-                return int(send(data))
-
-            client._sock_send = full_once  # type: ignore[method-assign]
+            attempts = _refuse_first_send(client)
             link.publish_all([("t/eg/1", "a"), ("t/eg/2", "b")])
             link.publish_all([("t/eg/3", "c"), ("t/eg/4", "d")])
             assert attempts[0].count(b"t/eg/") == 2  # the pulse was joined...
@@ -441,29 +454,13 @@ def test_a_publish_the_socket_refuses_whole_is_written_later_by_the_loop(broker)
 
     async def body() -> None:
         link = BrokerLink(LinkSettings(host="127.0.0.1", port=broker.port, client_id="rf"))
-        got: list[bytes] = []
-        both = asyncio.Event()
-
-        def out(message) -> None:
-            got.append(message.payload)
-            if len(got) == 2:
-                both.set()
-
-        link.subscribe("t/rf/#", out)
+        got, both = _payloads(link, "t/rf/#", 2)
         async with _running(link, settle_s=0.1):
             client = link._client
-            send = client._sock_send
-            refused: list[bytes] = []
-
-            def full_once(data: bytes) -> int:
-                if not refused:
-                    refused.append(bytes(data))
-                    raise BlockingIOError  # the socket is full: nothing written
-                return int(send(data))
-
-            client._sock_send = full_once  # type: ignore[method-assign]
+            attempts = _refuse_first_send(client)
             link.publish_all([("t/rf/PulseTime1", "5"), ("t/rf/POWER", "ON")])
-            assert refused and client.want_write()  # still queued when publish_all returns
+            assert len(attempts) == 1  # refused, and nothing else sent
+            assert client.want_write()  # still queued when publish_all returns
             await asyncio.wait_for(both.wait(), 5)
             assert got == [b"5", b"ON"]
             assert not client.want_write()
