@@ -115,6 +115,11 @@ class Command(BaseModel):
     in_s: float | None = Field(None, alias="in", description="Delay, for timer/extend/snooze.")
     at: str | None = Field(None, max_length=40, description="Clock time (18:30) or ISO time.")
     timer: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    # Set by the surface a command came in on, never taken from its sender: a stove's
+    # MQTT topics reach only that stove's burners, and a restore-direction command
+    # that crossed the network needs a fresh ts whatever form it took (invariant 7).
+    stove: str | None = Field(None, description="Confined to this stove's burners.")
+    remote: bool = Field(False, description="Came over the network (MQTT).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

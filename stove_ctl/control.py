@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stove_ctl.command_ids import CommandIds, fingerprint
 from stove_ctl.commands import parse_command
 from stove_ctl.controller import Controller, Wait
 from stove_ctl.errors import CommandError, DaemonNotRunning, StoveCtlError
@@ -48,6 +49,7 @@ class ControlServer:
         self.path = path
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Task[Any]] = set()
+        self.ids = CommandIds()  # the socket's own command ids (invariant 5)
 
     async def start(self) -> None:
         if self.path.exists() or self.path.is_symlink():
@@ -119,12 +121,16 @@ class ControlServer:
         ):
             await _send(writer, _error("bad_command", "bad wait or timeout_s"))
             return
-        try:
-            command = parse_command(request, source="cli")
-            reply = await self.controller.execute(command, wait=_wait(wait), timeout_s=timeout)
-        except CommandError as exc:
-            reply = _error(exc.code, exc.message)
-        await _send(writer, reply)
+
+        async def work() -> dict[str, Any]:
+            try:
+                command = parse_command(request, source="cli")
+                return await self.controller.execute(command, wait=_wait(wait), timeout_s=timeout)
+            except CommandError as exc:
+                return _error(exc.code, exc.message)
+
+        given_id = request.get("id") if isinstance(request.get("id"), str) else None
+        await _send(writer, await self.ids.once(given_id, fingerprint("cmd", request), work))
 
     async def _events(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         try:
@@ -166,7 +172,7 @@ async def run_text(controller: Controller, text: Any, **extra: Any) -> dict[str,
     if not isinstance(text, str):
         return _error("bad_command", "text must be a string")
     try:
-        understood = parse_text(text, controller.vocabulary())
+        understood = parse_text(text, controller.vocabulary(extra.get("stove")))
         command = parse_command({**understood, **extra}, source="voice")
         reply = await controller.execute(command, wait="confirmed")
     except CommandError as exc:

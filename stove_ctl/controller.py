@@ -242,12 +242,12 @@ class Controller:
         """Run one command and return a JSON-able result. Raises CommandError."""
         try:
             self._check_trust(cmd)
-            targets = self.resolve(cmd.burner, required=cmd.action in NEEDS_BURNER)
+            targets = self.resolve(cmd.burner, required=cmd.action in NEEDS_BURNER, stove=cmd.stove)
         except CommandError as exc:
             self._rejected(cmd, exc)
             raise
         if cmd.action == "status":
-            return self.status()
+            return self.status(cmd.stove)
         handler = self.handlers.get(cmd.action)
         if cmd.action == "timers" and handler is not None:  # a read: no event
             return await handler(cmd, targets)
@@ -261,7 +261,7 @@ class Controller:
                 "command",
                 source=cmd.source,
                 command_id=cmd.id,
-                detail={"action": cmd.action, "burner": cmd.burner or "all"},
+                detail={"action": cmd.action, "burner": cmd.burner or cmd.stove or "all"},
             )
             if handler is None and cmd.action == "shutoff":
                 started = [(b, *self._start_shutoff(b, cmd)) for b in targets]
@@ -334,9 +334,11 @@ class Controller:
             )
         if cmd.retained:
             raise CommandError("stale", f"{cmd.action} from a retained message is ignored")
-        if cmd.ts is None and cmd.source == "mqtt":
+        if cmd.ts is None and (cmd.source == "mqtt" or cmd.remote):
             raise CommandError(
-                "stale", f"{cmd.action} from {cmd.source} must carry ts (when it was sent)"
+                "stale",
+                f"{cmd.action} over MQTT must carry ts (when it was sent)"
+                + (', as in {"text": ..., "ts": ...}' if cmd.source == "voice" else ""),
             )
         if cmd.ts is not None:
             age = self.clock.time() - cmd.ts
@@ -351,33 +353,44 @@ class Controller:
     def burners(self) -> list[_Burner]:
         return list(self._burners.values())
 
-    def vocabulary(self) -> dict[str, str]:
-        """Words that name each burner, for text commands."""
+    def _in(self, stove: str | None) -> list[_Burner]:
+        """Every burner, or only ``stove``'s."""
+        if stove is None:
+            return list(self._burners.values())
+        return [b for b in self._burners.values() if b.spec.stove == stove]
+
+    def vocabulary(self, stove: str | None = None) -> dict[str, str]:
+        """Words that name each burner (of ``stove`` only, if given), for text commands."""
         return burner_vocabulary(
-            (b.spec.key, b.spec.id, b.spec.name, list(b.spec.aliases))
-            for b in self._burners.values()
+            (b.spec.key, b.spec.id, b.spec.name, list(b.spec.aliases)) for b in self._in(stove)
         )
 
-    def resolve(self, name: str | None, required: bool = False) -> list[_Burner]:
-        """Burners named by ``name``: a burner id, ``stove/burner``, a stove id, or all."""
+    def resolve(
+        self, name: str | None, required: bool = False, stove: str | None = None
+    ) -> list[_Burner]:
+        """Burners named by ``name``: a burner id, ``stove/burner``, a stove id, or all.
+        With ``stove``, only that stove's burners can be named: "all" means all of
+        them, and any other stove's burner is unknown (a stove's MQTT topics)."""
+        named = self._burners.get(name) if name is not None else None
+        if named is not None and stove in (None, named.spec.stove):
+            return [named]
+        burners = self._in(stove)
         if name is None:
             if required:
                 raise CommandError("missing_burner", "say which burner (or 'all')")
-            return list(self._burners.values())
+            return burners
         if name == "all":
-            return list(self._burners.values())
-        if name in self._burners:
-            return [self._burners[name]]
-        by_id = [b for b in self._burners.values() if b.spec.id == name]
+            return burners
+        by_id = [b for b in burners if b.spec.id == name]
         if len(by_id) == 1:
             return by_id
         if len(by_id) > 1:
             options = ", ".join(b.spec.key for b in by_id)
             raise CommandError("ambiguous_burner", f"{name!r} could be {options}; say which")
-        by_stove = [b for b in self._burners.values() if b.spec.stove == name]
+        by_stove = [b for b in burners if b.spec.stove == name]
         if by_stove:
             return by_stove
-        known = ", ".join(self._burners)
+        known = ", ".join(b.spec.key for b in burners)
         raise CommandError("unknown_burner", f"unknown burner {name!r} (burners: {known})")
 
     # -- shutoff -----------------------------------------------------------------
@@ -813,9 +826,10 @@ class Controller:
 
     # -- views -------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, stove: str | None = None) -> dict[str, Any]:
+        """Every burner's state (only ``stove``'s, if given)."""
         burners = []
-        for burner in self._burners.values():
+        for burner in self._in(stove):
             spec = burner.spec
             flame = spec.flame.flame() if spec.flame is not None else None
             burners.append(

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from stove_ctl import __version__
 from stove_ctl.broker import BrokerLink, Incoming, LinkSettings
 from stove_ctl.clock import Clock
+from stove_ctl.command_ids import CommandIds, fingerprint
 from stove_ctl.commands import parse_command
 from stove_ctl.config import MqttConfig, StoveConfig
 from stove_ctl.control import run_text
@@ -28,7 +28,6 @@ from stove_ctl.events import Event, EventLog
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
-REMEMBERED_COMMANDS = 1000
 STATE_CHECK_S = 1.0
 
 
@@ -62,6 +61,7 @@ class _StoveChannel:
         )
         self.last_state: str | None = None
         self.state_due = False
+        self.ids = CommandIds()  # ids are this stove's own (invariant 5)
 
     def topic(self, leaf: str) -> str:
         return f"{self.base}/{leaf}"
@@ -220,7 +220,6 @@ class MqttApi:
         self.clock = clock
         self.channels = {s.id: _StoveChannel(self, s) for s in stoves}
         self.tasks: set[asyncio.Task[Any]] = set()
-        self._results: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._unsubscribe: Any = None
         self._ticker: asyncio.Task[None] | None = None
 
@@ -274,36 +273,48 @@ class MqttApi:
             publish()
 
     async def handle_text(self, channel: _StoveChannel, message: Incoming) -> None:
-        """``…/cmd/text``: plain UTF-8, or JSON ``{"id": …, "text": …}``."""
-        reply_to = message.response_topic or channel.topic("result")
-        command_id: str | None = None
+        """``…/cmd/text``: plain UTF-8, or JSON ``{"id": …, "text": …, "ts": …}``."""
+        reply = await self._text(channel, message)
+        channel.link.publish(
+            message.response_topic or channel.topic("result"),
+            json.dumps(reply, ensure_ascii=False),
+            correlation_data=message.correlation_data,
+        )
+
+    async def _text(self, channel: _StoveChannel, message: Incoming) -> dict[str, Any]:
         if len(message.payload) > MAX_PAYLOAD_BYTES:
-            reply = _error(None, "too_large", f"text larger than {MAX_PAYLOAD_BYTES} bytes")
-        else:
+            return _error(None, "too_large", f"text larger than {MAX_PAYLOAD_BYTES} bytes")
+        try:
+            text = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(None, "bad_command", "text must be UTF-8 (or JSON with 'text')")
+        data: Any = {"text": text}
+        if text.lstrip().startswith("{"):
             try:
-                text: Any = message.payload.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-            if isinstance(text, str) and text.lstrip().startswith("{"):
-                try:
-                    data = json.loads(text)
-                except (ValueError, RecursionError):  # nesting too deep is not JSON to us
-                    data = None
-                if isinstance(data, dict):
-                    text = data.get("text")
-                    command_id = data.get("id") if isinstance(data.get("id"), str) else None
-                else:
-                    text = None
-            extra: dict[str, Any] = {"retained": message.retain}
-            if command_id is not None:
-                extra["id"] = command_id
-            if text is None:
-                reply = _error(None, "bad_command", "text must be UTF-8 (or JSON with 'text')")
-            else:
-                reply = await run_text(self.controller, text, **extra)
-                reply.setdefault("id", command_id)
-        payload = json.dumps(reply, ensure_ascii=False)
-        channel.link.publish(reply_to, payload, correlation_data=message.correlation_data)
+                data = json.loads(text)
+            except (ValueError, RecursionError):  # nesting too deep is not JSON to us
+                data = None
+            if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+                return _error(None, "bad_command", "text must be UTF-8 (or JSON with 'text')")
+        given_id = data.get("id") if isinstance(data.get("id"), str) else None
+        unknown = sorted(set(data) - {"id", "text", "ts"})
+        if unknown:
+            return _error(given_id, "bad_command", f"unknown field {unknown[0]!r}")
+        extra: dict[str, Any] = {
+            "retained": message.retain,  # the broker says so, not the sender
+            "stove": channel.stove.id,
+            "remote": True,
+        }
+        for field in ("id", "ts"):
+            if field in data:
+                extra[field] = data[field]
+
+        async def work() -> dict[str, Any]:
+            reply = await run_text(self.controller, data["text"], **extra)
+            reply.setdefault("id", given_id)
+            return reply
+
+        return await channel.ids.once(given_id, fingerprint("text", data), work)
 
     async def handle_command(self, channel: _StoveChannel, message: Incoming) -> None:
         reply_to = message.response_topic or channel.topic("result")
@@ -324,26 +335,25 @@ class MqttApi:
         if not isinstance(data, dict):
             return _error(None, "bad_command", "a command must be a JSON object")
         given_id = data.get("id") if isinstance(data.get("id"), str) else None
-        if given_id is not None and given_id in self._results:
-            return self._results[given_id]  # a redelivery: answer it, do it once
-        burner = data.get("burner")
-        if burner is None or burner == "all":
-            data["burner"] = channel.stove.id
-        elif isinstance(burner, str) and "/" not in burner:
-            data["burner"] = f"{channel.stove.id}/{burner}"
-        data["retained"] = message.retain  # the broker says so, not the sender
-        try:
-            command = parse_command(data, source="mqtt")
-            result = await self.controller.execute(
-                command, wait="confirmed", timeout_s=self.config.command_timeout_s
-            )
-        except CommandError as exc:
-            return _error(given_id, exc.code, exc.message)
-        reply = {"id": command.id, **result}
-        self._results[command.id] = reply
-        while len(self._results) > REMEMBERED_COMMANDS:
-            self._results.popitem(last=False)
-        return reply
+        same = fingerprint("cmd", data)
+        # Set by the daemon, whatever the sender wrote: what the broker says, and the
+        # stove whose topic this is.
+        command_data = {**data, "retained": message.retain, "stove": channel.stove.id}
+        command_data["remote"] = True
+        if command_data.get("burner") is None:
+            command_data["burner"] = "all"  # all of this stove's burners
+
+        async def work() -> dict[str, Any]:
+            try:
+                command = parse_command(command_data, source="mqtt")
+                result = await self.controller.execute(
+                    command, wait="confirmed", timeout_s=self.config.command_timeout_s
+                )
+            except CommandError as exc:
+                return _error(given_id, exc.code, exc.message)
+            return {"id": command.id, **result}
+
+        return await channel.ids.once(given_id, same, work)
 
 
 def _error(command_id: str | None, code: str, message: str) -> dict[str, Any]:

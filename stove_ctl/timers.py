@@ -291,9 +291,18 @@ class TimerService:
             if not job.id.startswith(CONFIG_PREFIX) and keys & set(job.kwargs["burners"])
         ]
 
-    def _job(self, timer_id: str) -> Any:
+    def _named_jobs(self, cmd: Command, targets: list[_Burner]) -> list[Any]:
+        """The timer the command names, else every user timer of its burners."""
+        if cmd.timer is not None:
+            return [self._job(cmd.timer, targets)]
+        return self._user_jobs(targets)
+
+    def _job(self, timer_id: str, targets: list[_Burner]) -> Any:
+        """A user's timer by id, if every burner it cuts is one the command may reach
+        (a stove's topics reach only that stove's timers)."""
         job = self.scheduler.get_job(timer_id)
-        if job is None:
+        reachable = {b.spec.key for b in targets}
+        if job is None or not set(job.kwargs["burners"]) <= reachable:
             raise CommandError("unknown_timer", f"no timer {timer_id!r} (see stove-ctl timers)")
         if job.id.startswith(CONFIG_PREFIX):
             raise CommandError(
@@ -302,7 +311,7 @@ class TimerService:
         return job
 
     async def _cancel(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
-        jobs = [self._job(cmd.timer)] if cmd.timer is not None else self._user_jobs(targets)
+        jobs = self._named_jobs(cmd, targets)
         if not jobs:
             raise CommandError("unknown_timer", "no timer set for that burner")
         cancelled = []
@@ -321,7 +330,7 @@ class TimerService:
         return {"ok": True, "action": "cancel", "timers": cancelled}
 
     async def _extend(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
-        jobs = [self._job(cmd.timer)] if cmd.timer is not None else self._user_jobs(targets)
+        jobs = self._named_jobs(cmd, targets)
         if len(jobs) != 1:
             raise CommandError(
                 "unknown_timer" if not jobs else "ambiguous_timer",

@@ -1,0 +1,178 @@
+"""Issue 19: what a careless user or a hostile neighbour did to the real daemon, and
+what must happen instead. Each test drives the daemon process through its real
+interfaces (MQTT on a real Mosquitto, the CLI, the control socket, state_dir)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.daemon import kitchen_config, wait_for
+from tests.mqtt_watch import Watcher
+
+pytestmark = pytest.mark.hil
+
+KITCHEN = "stove_ctl/kitchen"
+FLAT2 = "stove_ctl/flat2"
+
+
+def two_stoves(tmp_path: Path, port: int, **trust: object) -> Path:
+    """The kitchen (left, right) and flat2 (hob) on one three-channel board."""
+    config = kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": port}, channels=3)
+    data = yaml.safe_load(config.read_text())
+    data["stoves"].append(
+        {"id": "flat2", "burners": [{"id": "hob", "relay": {"device": "board", "channel": 3}}]}
+    )
+    if trust:
+        data["trust"] = trust
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def ask(watcher: Watcher, base: str, payload: dict | str, leaf: str = "cmd") -> dict:
+    """Publish a command and wait for the reply that carries its id."""
+    wanted = payload["id"] if isinstance(payload, dict) else json.loads(payload)["id"]
+    before = len(watcher.on(f"{base}/result"))
+    watcher.publish(f"{base}/{leaf}", payload)
+
+    def reply() -> dict | None:
+        replies = watcher.json(f"{base}/result")[before:]
+        return next((r for r in replies if r.get("id") == wanted), None)
+
+    return wait_for(reply, 10, lambda: str(watcher.json(f"{base}/result")[-5:]))
+
+
+def online(watcher: Watcher, base: str = KITCHEN) -> None:
+    watcher.wait(f"{base}/availability", lambda m: m.payload == b"online")
+
+
+# -- 1. command ids -------------------------------------------------------------------
+
+
+def test_a_reused_id_is_refused_and_a_redelivery_is_done_once(tmp_path, broker, daemons) -> None:
+    daemon = daemons(two_stoves(tmp_path, broker.port))
+    watcher = Watcher(broker.port, ["stove_ctl/#"])
+    try:
+        online(watcher)
+        online(watcher, FLAT2)
+        shutoff = {"id": "1", "action": "shutoff", "burner": "left"}
+        first = ask(watcher, KITCHEN, shutoff)
+        assert first["ok"] is True and first["action"] == "shutoff", first
+        # The docs' own example id, reused for another command: refused, nothing done.
+        reused = ask(watcher, KITCHEN, {"id": "1", "action": "lock", "burner": "right"})
+        assert reused == {
+            "id": "1",
+            "ok": False,
+            "code": "duplicate_id",
+            "error": "id '1' was already used for a different command; "
+            "give every command an id of its own",
+        }
+        assert daemon.status("right")["lock"] is None
+        assert daemon.relay_outputs()["2"] is False
+        # The same command delivered again: the first answer, and one shutoff only.
+        again = ask(watcher, KITCHEN, shutoff)
+        assert again == first
+        cuts = [
+            e
+            for e in daemon.events()
+            if e["kind"] == "cut_commanded" and e["burner"] == "kitchen/left"
+        ]
+        assert len(cuts) == 1, cuts
+        # Another stove's topics have ids of their own.
+        hob = ask(watcher, FLAT2, {"id": "1", "action": "lock", "burner": "hob"})
+        assert hob["ok"] is True and hob["action"] == "lock", hob
+        assert daemon.relay_outputs()["3"] is True
+        # So does the control socket: id 1 there is new, and then taken.
+        locked = daemon.request({"id": "1", "action": "lock", "burner": "right"})
+        assert locked["ok"] is True and locked["action"] == "lock", locked
+        refused = daemon.request({"id": "1", "action": "shutoff", "burner": "left"})
+        assert refused["code"] == "duplicate_id", refused
+    finally:
+        watcher.close()
+
+
+# -- 4. a stove's topics reach only its own burners --------------------------------------
+
+
+def test_a_stoves_topics_address_only_its_own_burners(tmp_path, broker, daemons) -> None:
+    daemon = daemons(two_stoves(tmp_path, broker.port, unlock_sources=["cli", "mqtt"]))
+    watcher = Watcher(broker.port, ["stove_ctl/#"])
+    try:
+        online(watcher)
+        online(watcher, FLAT2)
+        for n, burner in enumerate(["flat2/hob", "flat2", "hob"]):
+            reply = ask(watcher, KITCHEN, {"id": f"x{n}", "action": "lock", "burner": burner})
+            assert reply["ok"] is False and reply["code"] == "unknown_burner", reply
+            assert "kitchen/left, kitchen/right)" in reply["error"]
+        assert daemon.request({"action": "status"})["burners"][2]["lock"] is None
+        assert daemon.relay_outputs().get("3", False) is False
+        # Locked from its own topic, flat2's hob cannot be unlocked from the kitchen's.
+        assert ask(watcher, FLAT2, {"id": "l", "action": "lock", "burner": "hob"})["ok"]
+        unlock = {"id": "u", "action": "unlock", "burner": "flat2/hob", "ts": time.time()}
+        assert ask(watcher, KITCHEN, unlock)["code"] == "unknown_burner"
+        assert daemon.relay_outputs()["3"] is True
+        # Nor can its timer be cancelled from there.
+        timer = ask(watcher, FLAT2, {"id": "t", "action": "timer", "burner": "hob", "in": "1h"})
+        cancel = {"id": "c", "action": "cancel", "timer": timer["timer"]["id"], "ts": time.time()}
+        assert ask(watcher, KITCHEN, cancel)["code"] == "unknown_timer"
+        assert len(daemon.request({"action": "timers"})["timers"]) == 1
+        # "关火" on the kitchen's text topic is the kitchen's burners, not the building's.
+        said = ask(watcher, KITCHEN, json.dumps({"id": "s", "text": "关火"}), "cmd/text")
+        assert said["ok"] is True
+        assert [b["burner"] for b in said["burners"]] == ["kitchen/left", "kitchen/right"]
+        events = daemon.events()
+        assert not [e for e in events if e["kind"] == "unlock"]
+        hob_cuts = [
+            e for e in events if e["kind"] == "cut_commanded" and e["burner"] == "flat2/hob"
+        ]
+        assert [e["command_id"] for e in hob_cuts] == ["l"]  # its own lock, nothing else
+        # The kitchen's status shows the kitchen only.
+        status = ask(watcher, KITCHEN, {"id": "st", "action": "status"})
+        assert [b["burner"] for b in status["burners"]] == ["kitchen/left", "kitchen/right"]
+    finally:
+        watcher.close()
+
+
+# -- 5. text over MQTT needs the same freshness as JSON ------------------------------------
+
+
+def test_restore_direction_text_over_mqtt_needs_a_fresh_ts(tmp_path, broker, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": broker.port}))
+    watcher = Watcher(broker.port, ["stove_ctl/#"])
+    try:
+        online(watcher)
+        assert ask(watcher, KITCHEN, {"id": "t", "action": "timer", "burner": "left", "in": "1h"})[
+            "ok"
+        ]
+        stale = [
+            json.dumps({"id": "a", "text": "cancel the timer", "ts": 0}),
+            json.dumps({"id": "b", "text": "取消定时"}),
+            json.dumps({"id": "d", "text": "取消定时", "ts": time.time() + 600}),
+        ]
+        for payload in stale:
+            reply = ask(watcher, KITCHEN, payload, "cmd/text")
+            assert reply["ok"] is False and reply["code"] == "stale", reply
+        # Plain text carries no time at all: refused the same way.
+        before = len(watcher.on(f"{KITCHEN}/result"))
+        watcher.publish(f"{KITCHEN}/cmd/text", "取消定时")
+        plain = wait_for(lambda: watcher.json(f"{KITCHEN}/result")[before:], 10)[0]
+        assert plain["ok"] is False and plain["code"] == "stale", plain
+        assert "must carry ts" in plain["error"]
+        timers = daemon.request({"action": "timers"})["timers"]
+        assert len(timers) == 1 and timers[0]["in_s"] < 3600  # neither cancelled nor extended
+        # Fresh, the same words work; bad fields are refused with a clear error.
+        bad = ask(
+            watcher, KITCHEN, json.dumps({"id": "e", "text": "取消定时", "ts": "now"}), "cmd/text"
+        )
+        assert bad["ok"] is False and bad["code"] == "bad_command", bad
+        extra = json.dumps({"id": "f", "text": "取消定时", "ts": time.time(), "as": "cli"})
+        assert ask(watcher, KITCHEN, extra, "cmd/text")["error"] == "unknown field 'as'"
+        fresh = json.dumps({"id": "g", "text": "取消定时", "ts": time.time()})
+        assert ask(watcher, KITCHEN, fresh, "cmd/text")["ok"] is True
+        assert daemon.request({"action": "timers"})["timers"] == []
+    finally:
+        watcher.close()
