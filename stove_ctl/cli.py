@@ -317,6 +317,10 @@ def _describe_shutoff(b: dict[str, Any]) -> str:
     return f"shut off: {cut}; restore pending{joined}"
 
 
+# What `status` reports on each of the daemon's files, in words.
+STORES = {"state_store": "saved state (locks)", "timer_store": "timers", "event_store": "event log"}
+
+
 def _render_status(reply: dict[str, Any]) -> str:
     rows = [("BURNER", "MODE", "FLAME", "CIRCUIT", "NEXT CUT", "LAST SHUTOFF")]
     notes = []
@@ -340,9 +344,9 @@ def _render_status(reply: dict[str, Any]) -> str:
             )
         if b["fault"]:
             notes.append(f"{b['burner']}: FAULT: {b['fault']}")
-    for store in ("event_store", "state_store"):
+    for store, what in STORES.items():
         if reply.get(store, "ok") != "ok":
-            notes.append(f"{store.replace('_', ' ')} not writable: {reply[store]}")
+            notes.append(f"PROBLEM with the {what}: {reply[store]}")
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
     return "\n".join(lines + notes)

@@ -149,6 +149,15 @@ class Controller:
             if key in self._burners:
                 self._burners[key].last_shutoff = shutoff
         self._emit("daemon_start", detail={"burners": list(self._burners)})
+        if self.state.lost is not None:
+            self._emit(
+                "alarm",
+                source="startup",
+                detail={
+                    "error": f"saved state lost: {self.state.lost}. Locks may have been lost: "
+                    "every burner found cut is held locked until a person unlocks it"
+                },
+            )
         for burner in self._burners.values():
             self._spawn(burner, self._reconcile(burner))
         by_relay: dict[int, list[_Burner]] = {}
@@ -211,6 +220,9 @@ class Controller:
             cmd = Command(action="shutoff", source="startup", id=last.command_id or "startup")
             self._start_shutoff(burner, cmd)
             return
+        if self.state.lost is not None:
+            await self._hold_if_found_cut(burner)
+            return
         try:
             found_cut = burner.spec.wiring.is_cut(await burner.spec.relay.read(burner.spec.channel))
         except RelayError as exc:
@@ -225,6 +237,19 @@ class Controller:
             return
         if not found_cut:
             burner.relay_cut = False
+            if last is not None and last.outcome == "cutting":
+                # The pulse was cut short by a crash, and the relay's own off-delay (or
+                # a person) restored the circuit while the daemon was down.
+                last.outcome = "restored"
+                last.restored_at = self.clock.time()
+                self._save()
+                self._emit(
+                    "restore_confirmed",
+                    burner,
+                    source="startup",
+                    command_id=last.command_id,
+                    detail={"seen": "found restored at start-up (the relay's own off-delay)"},
+                )
             return
         # Found cut and not locked: a pulse the previous daemon did not finish, or a
         # cut someone made (Mi Home, a button) while we were starting. Either way it is
@@ -233,6 +258,28 @@ class Controller:
         interrupted = last is not None and last.outcome == "cutting"
         command_id = (last.command_id if interrupted and last else None) or "startup"
         self._start_shutoff(burner, Command(action="shutoff", source="startup", id=command_id))
+
+    async def _hold_if_found_cut(self, burner: _Burner) -> None:
+        """Start-up with the saved state lost (invariant 3): nothing is restored on the
+        strength of it. A burner found cut may have been locked, so it is held locked
+        (by ``startup``) until a person unlocks it. One that cannot be read is read
+        again until it can: it is neither cut nor restored meanwhile."""
+        delays = backoff()
+        while True:
+            try:
+                on = await burner.spec.relay.read(burner.spec.channel)
+                break
+            except RelayError as exc:
+                if burner.link_fault is None:
+                    log.warning("%s: cannot read relay at start-up: %s", burner.spec.key, exc)
+                    burner.link_fault = f"relay not answering: {exc}"
+            await self.clock.sleep(next(delays))
+        burner.link_fault = None
+        burner.relay_cut = burner.spec.wiring.is_cut(on)
+        if not burner.relay_cut or burner.lock is not None:
+            return
+        log.error("%s: found cut with the saved state lost: held locked", burner.spec.key)
+        self._lock(burner, Command(action="lock", source="startup", id="state-lost"))
 
     # -- commands ----------------------------------------------------------------
 
@@ -857,7 +904,7 @@ class Controller:
             "action": "status",
             "started_at": self.started_at,
             "event_store": self.events.store_error or "ok",
-            "state_store": self.state.error or "ok",
+            "state_store": self.state.health(),
             **{name: check() for name, check in self.health.items()},
             "burners": burners,
         }

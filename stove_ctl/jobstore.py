@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
 import sqlite3
 from collections.abc import Iterator
@@ -58,14 +59,51 @@ class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
         self._db: sqlite3.Connection | None = None
         self._memory: MemoryJobStore | None = None  # after a failed write
         self.error: str | None = None
+        self.lost: str | None = None  # the file could not be read at start-up: why
+        self._was_empty = False
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            # Unreadable (garbage, a directory, cut short): the timers in it are lost.
+            # Say so loudly, keep the file for a person, and go on with a new one.
+            reason = "empty" if self._was_empty else str(exc)
+            aside = self._put_aside()  # raises OSError if it cannot: timers then in memory
+            self.lost = f"{self.path} could not be read at start-up ({reason}); kept as {aside}"
+            log.error("TIMERS LOST: %s", self.lost)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        # An existing file of no bytes is not a database SQLite wrote: something lost it.
+        self._was_empty = self.path.is_file() and self.path.stat().st_size == 0
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
-        self._db = db
+        try:
+            if self._was_empty:
+                raise sqlite3.DatabaseError("empty file")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT id, next_run_time FROM apscheduler_jobs").fetchall()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _put_aside(self) -> Path:
+        """Move the unreadable file (and its WAL) to a name of its own; never overwrite."""
+        aside = self.path.with_name(self.path.name + ".damaged")
+        n = 1
+        while aside.exists() or aside.is_symlink():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.damaged-{n}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):
+            extra = self.path.with_name(self.path.name + suffix)
+            if extra.exists():
+                os.replace(extra, aside.with_name(aside.name + suffix))
+        return aside
 
     def shutdown(self) -> None:
         if self._db is not None:

@@ -105,11 +105,9 @@ class _StoveChannel:
     # -- state -------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        status = self.api.controller.status()
+        status = self.api.controller.status(self.stove.id)
         burners = {}
         for b in status["burners"]:
-            if b["stove"] != self.stove.id:
-                continue
             burners[b["id"]] = {
                 "name": b["name"],
                 "mode": b["mode"],
@@ -121,7 +119,9 @@ class _StoveChannel:
                 "last_shutoff": b["last_shutoff"],
                 "next_cut": b.get("next_cut"),
             }
-        return {"stove": self.stove.id, "burners": burners}
+        # "ok", or in words what is wrong with a store (a saved state or timers lost).
+        health = {k: v for k, v in status.items() if k.endswith("_store")}
+        return {"stove": self.stove.id, "burners": burners, "health": health}
 
     def publish_state(self) -> None:
         payload = json.dumps(self.state(), ensure_ascii=False, sort_keys=True)

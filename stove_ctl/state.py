@@ -6,7 +6,6 @@ either the old or the new state, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -48,36 +47,97 @@ class PersistedState(BaseModel):
 
 
 class StateStore:
+    """``state.json``: read once at start-up, replaced whole on every change.
+
+    Fails closed (DESIGN invariant 3): a file that cannot be read is never taken for
+    "no locks" in silence. ``lost`` says what happened, the controller treats every
+    burner it finds cut as locked, and the file is kept aside for a person to read,
+    never overwritten.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.error: str | None = None
+        self.error: str | None = None  # the last write failed: why
+        self.lost: str | None = None  # the saved state could not be read at start-up
+        self._read_only = False  # the unreadable file could not be moved aside
 
     def load(self) -> PersistedState:
         try:
-            raw: Any = json.loads(self.path.read_text())
+            raw: Any = json.loads(self.path.read_bytes())
             return PersistedState.model_validate(raw)
         except FileNotFoundError:
             return PersistedState()
         except (OSError, ValueError, ValidationError) as exc:
-            # A damaged file must not stop the daemon; keep it for a person to read.
-            log.error("state file %s unreadable (%s); starting with no locks", self.path, exc)
-            with contextlib.suppress(OSError):
-                os.replace(self.path, self.path.with_suffix(".damaged"))
-            return PersistedState()
+            reason = _reason(exc)
+        aside = _aside(self.path)
+        try:
+            os.replace(self.path, aside)
+            kept = f"kept as {aside}"
+            _sync_dir(self.path.parent)
+        except OSError as exc:
+            # Left where it is, and never written over: no state is saved this run.
+            self._read_only = True
+            kept = f"left in place ({exc.strerror or exc}); no state is saved until it is fixed"
+        self.lost = f"{self.path} could not be read at start-up ({reason}); {kept}"
+        log.error("STATE LOST: %s; burners found cut are held locked", self.lost)
+        return PersistedState()
 
     def save(self, state: PersistedState) -> bool:
-        """Write the state. Returns False (and logs) when the disk refuses."""
-        tmp = self.path.with_suffix(".tmp")
+        """Write the state atomically: temp file, fsync, rename, fsync the directory.
+        Returns False (and logs) when the disk refuses."""
+        if self._read_only:
+            self.error = f"{self.path} is unreadable and could not be moved aside"
+            return False
+        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(state.model_dump_json(indent=1))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
+            _sync_dir(self.path.parent)
         except OSError as exc:
             if self.error is None:
                 log.error("cannot write state file %s: %s", self.path, exc)
-            self.error = str(exc)
+            self.error = f"cannot write {self.path}: {exc}"
             return False
         self.error = None
         return True
+
+    def health(self) -> str:
+        """``ok``, or in words what is wrong with the saved state."""
+        problems = [p for p in (self.lost, self.error) if p is not None]
+        return "; ".join(problems) or "ok"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return "not a state file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return "not text"
+    if isinstance(exc, json.JSONDecodeError):
+        return "empty" if not exc.doc.strip() else f"not valid JSON: {exc.msg}"
+    return str(exc)
+
+
+def _aside(path: Path) -> Path:
+    """A name no earlier damaged file has: state.json.damaged, .damaged-2, …"""
+    candidate = path.with_name(path.name + ".damaged")
+    n = 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}.damaged-{n}")
+    return candidate
+
+
+def _sync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -117,8 +117,23 @@ class TimerService:
             )
             self.scheduler.add_listener(self._forget_jobs, EVENT_ALL)
             self.scheduler.start()
+        lost = self._lost()
+        if lost is not None:
+            self.events.emit(
+                "alarm",
+                self.clock.time(),
+                source="startup",
+                detail={"error": f"timers lost: {lost}. Set again any timer you still need"},
+            )
         self._sync_config_jobs()
         self._watchdog = asyncio.get_running_loop().create_task(self._watch_wall_clock())
+
+    def _lost(self) -> str | None:
+        """Why the saved timers could not be read at start-up, if they could not."""
+        if self.store_error is not None:
+            return f"{self.store_error}; timers are kept in memory only"
+        lost: str | None = getattr(self._store, "lost", None)
+        return lost
 
     def stop(self) -> None:
         if self._watchdog is not None:
@@ -376,8 +391,8 @@ class TimerService:
         }
 
     def _health(self) -> str:
-        error = self.store_error or getattr(self._store, "error", None)
-        return error or "ok"
+        problems = [self._lost(), getattr(self._store, "error", None)]
+        return "; ".join(p for p in problems if p) or "ok"
 
     def _forget_jobs(self, event: Any) -> None:
         self._jobs = None

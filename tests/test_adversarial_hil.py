@@ -176,3 +176,125 @@ def test_restore_direction_text_over_mqtt_needs_a_fresh_ts(tmp_path, broker, dae
         assert daemon.request({"action": "timers"})["timers"] == []
     finally:
         watcher.close()
+
+
+# -- 2, 3. a damaged state file or timer store fails closed, and says so ---------------------
+
+
+def damage(path: Path, how: str) -> bytes | None:
+    """Damage a file the way a power cut or a careless hand does; returns what it holds."""
+    if how == "directory":
+        path.unlink()
+        path.mkdir()
+        return None
+    content = {"garbage": b"{broken", "empty": b"", "truncated": path.read_bytes()[:25]}[how]
+    path.write_bytes(content)
+    return content
+
+
+@pytest.mark.parametrize("how", ["garbage", "empty", "truncated", "directory"])
+def test_a_damaged_state_file_keeps_cut_burners_locked_and_says_so(
+    tmp_path, broker, daemons, how
+) -> None:
+    config = kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": broker.port})
+    first = daemons(config)
+    assert first.cli("lock", "left").returncode == 0
+    assert first.stop() == 0
+    state = first.state_dir / "state.json"
+    content = damage(state, how)
+
+    again = daemons(config)
+    again.wait_reconciled()
+    # Held for longer than a pulse (2 s): a shutoff would have restored it by now.
+    time.sleep(3)
+    left = again.status("left")
+    assert left["mode"] == "locked" and left["lock"]["source"] == "startup", left
+    assert again.relay_outputs()["1"] is True
+    assert again.status("right")["mode"] == "ready"
+    assert again.relay_outputs()["2"] is False
+    status = again.request({"action": "status"})
+    assert "could not be read at start-up" in status["state_store"], status["state_store"]
+    text = again.cli("status").stdout
+    assert f"PROBLEM with the saved state (locks): {state} could not be read at start-up" in text
+    alarms = [e for e in again.events() if e["kind"] == "alarm"]
+    assert len(alarms) == 1 and "saved state lost" in alarms[0]["detail"]["error"], alarms
+    assert "STATE LOST" in again.log()
+    watcher = Watcher(broker.port, [f"{KITCHEN}/state"])
+    try:
+        shown = watcher.wait_json(f"{KITCHEN}/state", lambda s: s["health"]["state_store"] != "ok")
+        assert shown["burners"]["left"]["locked"] is True
+    finally:
+        watcher.close()
+    # The damaged file is kept aside as it was; the lock is saved anew.
+    aside = state.with_name("state.json.damaged")
+    if content is None:
+        assert aside.is_dir()
+    else:
+        assert aside.read_bytes() == content
+    assert json.loads(state.read_text())["locks"]["kitchen/left"]["source"] == "startup"
+    # A person unlocks it; the next start is a normal one.
+    assert again.cli("unlock", "left").returncode == 0
+    assert again.relay_outputs()["1"] is False
+    assert again.stop() == 0
+    third = daemons(config)
+    third.wait_reconciled()
+    assert third.request({"action": "status"})["state_store"] == "ok"
+    assert third.status("left")["mode"] == "ready"
+
+
+@pytest.mark.parametrize("how", ["garbage", "empty", "directory"])
+def test_a_damaged_timer_store_is_reported_and_kept_aside(tmp_path, daemons, how) -> None:
+    config = kitchen_config(tmp_path)
+    first = daemons(config)
+    assert first.cli("timer", "left", "1h").returncode == 0
+    assert first.stop() == 0
+    store = first.state_dir / "timers.db"
+    content = damage(store, how)
+
+    again = daemons(config)
+    status = again.request({"action": "status"})
+    assert "could not be read at start-up" in status["timer_store"], status["timer_store"]
+    text = again.cli("status").stdout
+    assert f"PROBLEM with the timers: {store} could not be read at start-up" in text
+    alarms = [e for e in again.events() if e["kind"] == "alarm"]
+    assert len(alarms) == 1 and alarms[0]["detail"]["error"].startswith("timers lost: ")
+    assert "TIMERS LOST" in again.log()
+    aside = store.with_name("timers.db.damaged")
+    assert aside.is_dir() if content is None else aside.read_bytes() == content
+    # The new store works: a timer set now survives a restart.
+    assert again.cli("timer", "right", "2h").returncode == 0
+    assert again.stop() == 0
+    third = daemons(config)
+    timers = third.request({"action": "timers"})["timers"]
+    assert [t["burners"] for t in timers] == [["kitchen/right"]]
+    assert third.request({"action": "status"})["timer_store"] == "ok"
+
+
+# -- 10. a pulse cut short by a crash is closed in the records ------------------------------
+
+
+def test_a_pulse_the_relay_ended_while_the_daemon_was_down_is_closed(tmp_path, daemons) -> None:
+    from tests.daemon import miio_config
+    from tests.miio_kitchen import TOKEN, miio_kitchen
+
+    kitchen = miio_kitchen()
+    try:
+        config = miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0)
+        daemon = daemons(config)
+        assert daemon.cli("off", "left", "--no-wait").returncode == 0
+        daemon.kill()
+        wait_for(lambda: kitchen.board.get(1) is False, 3)  # the device's own off-delay
+        again = daemons(config)
+        wait_for(
+            lambda: again.status("left")["last_shutoff"]["outcome"] == "restored", 10, again.log
+        )
+        last = again.status("left")["last_shutoff"]
+        assert last["cut_at"] is not None and last["restored_at"] >= last["cut_at"]
+        assert again.status("left")["mode"] == "ready"
+        assert "(cutting)" not in again.cli("status").stdout
+        closed = [e for e in again.events() if e["kind"] == "restore_confirmed"]
+        assert len(closed) == 1 and closed[0]["source"] == "startup", closed
+        assert "off-delay" in closed[0]["detail"]["seen"]
+        assert closed[0]["command_id"] == last["command_id"]
+    finally:
+        kitchen.sim.stop()
