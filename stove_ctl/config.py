@@ -513,10 +513,18 @@ def default_socket_path() -> Path:
     env = os.environ.get("STOVE_CTL_SOCKET")
     if env:
         return Path(env)
+    return default_socket_dir() / "stove-ctl.sock"
+
+
+def default_socket_dir() -> Path:
+    """A directory only this user can write to: ``$XDG_RUNTIME_DIR`` (private by
+    definition), else ``/tmp/stove-ctl-<uid>``, which the daemon creates mode 0700 and
+    checks (stove_ctl/instance.py). A socket straight in /tmp could be squatted by any
+    local user before the daemon starts."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
-        return Path(runtime) / "stove-ctl.sock"
-    return Path(tempfile.gettempdir()) / f"stove-ctl-{os.getuid()}.sock"
+        return Path(runtime)
+    return Path(tempfile.gettempdir()) / f"stove-ctl-{os.getuid()}"
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -52,28 +52,30 @@ class ControlServer:
         self.ids = CommandIds()  # the socket's own command ids (invariant 5)
 
     async def start(self) -> None:
-        if self.path.exists() or self.path.is_symlink():
-            if _answers(self.path):
-                raise StoveCtlError(f"another stove-ctl daemon is listening on {self.path}")
-            self.path.unlink()  # left behind by a daemon that was killed
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Listen on the socket. The daemon holds the socket's instance lock already
+        (stove_ctl/instance.py), so a socket file found here was left by a daemon that
+        was killed. Anything else in its place is refused in one line, never removed."""
+        claim_socket(self.path)
         old_umask = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(
                 self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
             )
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            raise StoveCtlError(f"cannot listen on {self.path}: {exc.strerror or exc}") from None
         finally:
             os.umask(old_umask)
-        os.chmod(self.path, 0o600)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._clients):
-                task.cancel()
-            await asyncio.gather(*self._clients, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
+        if self._server is None:
+            return  # never listened: the socket there is not ours to remove
+        self._server.close()
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -200,6 +202,30 @@ def _error(code: str, message: str) -> dict[str, Any]:
 async def _send(writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
     writer.write(json.dumps(payload, ensure_ascii=False).encode() + b"\n")
     await writer.drain()
+
+
+def claim_socket(path: Path) -> None:
+    """Remove a socket a killed daemon left; refuse anything else in its place.
+    The daemon calls this before it touches any relay."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        problem = "is not a socket"
+    elif info.st_uid != os.getuid():
+        problem = f"belongs to another user (uid {info.st_uid})"
+    elif _answers(path):
+        problem = "has something else listening on it"
+    else:
+        try:
+            path.unlink()
+            return
+        except OSError as exc:
+            problem = f"cannot be removed ({exc.strerror or exc})"
+    raise StoveCtlError(
+        f"{path} {problem}; refusing to replace it: remove it, or set socket: in the config"
+    )
 
 
 def _answers(path: Path) -> bool:

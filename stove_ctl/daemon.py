@@ -3,47 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import gc
 import logging
-import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 from stove_ctl.clock import Clock, RealClock
 from stove_ctl.config import Config
-from stove_ctl.control import ControlServer
-from stove_ctl.errors import StoveCtlError
+from stove_ctl.control import ControlServer, claim_socket
 from stove_ctl.factory import build
+from stove_ctl.instance import single_instance
 from stove_ctl.mqtt_api import MqttApi
 
 log = logging.getLogger("stove_ctl")
-
-
-@contextlib.contextmanager
-def exclusive_state_dir(state_dir: Path) -> Iterator[None]:
-    """Hold a lock on state_dir so two daemons never drive the same burners."""
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(state_dir / "daemon.lock", "a+")  # noqa: SIM115 - held for the run
-    except OSError as exc:
-        log.error("cannot lock state_dir %s (%s); running without the lock", state_dir, exc)
-        yield
-        return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoveCtlError(
-                f"another stove-ctl daemon is running with state_dir {state_dir}"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
 
 
 def settle_heap() -> None:
@@ -61,7 +32,8 @@ def settle_heap() -> None:
 async def serve(config: Config, clock: Clock | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
     clock = clock or RealClock()
-    with exclusive_state_dir(config.state_dir):
+    with single_instance(config.state_dir, config.control_socket()):
+        claim_socket(config.control_socket())  # before anything is built or touched
         runtime = build(config, clock)
         server = ControlServer(runtime.controller, runtime.events, config.control_socket())
         api = (

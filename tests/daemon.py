@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,15 @@ def kitchen_config(
 
 
 class Daemon:
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+    ) -> None:
+        """``prefix``: a command the daemon runs under (e.g. ``unshare``)."""
         self.config = config
         self.env = env
+        self.prefix = list(prefix)
         data = yaml.safe_load(config.read_text())
-        self.socket = Path(data["socket"])
+        self.socket = Path(data["socket"]) if "socket" in data else self._default_socket()
         self.state_dir = Path(data["state_dir"])
         self.log_path = config.parent / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -56,7 +60,7 @@ class Daemon:
     def start(self, timeout_s: float = 15.0) -> Daemon:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stove_ctl", "run", "-c", str(self.config)],
+            [*self.prefix, sys.executable, "-m", "stove_ctl", "run", "-c", str(self.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env} if self.env else None,
@@ -64,6 +68,15 @@ class Daemon:
         log.close()
         wait_for(lambda: self.request({"action": "status"}).get("ok"), timeout_s, self.log)
         return self
+
+    def _default_socket(self) -> Path:
+        """The per-user default, as the daemon sees it with this daemon's environment."""
+        env = {**os.environ, **(self.env or {})}
+        runtime = env.get("XDG_RUNTIME_DIR")
+        if runtime:
+            return Path(runtime) / "stove-ctl.sock"
+        tmp = env.get("TMPDIR") or "/tmp"
+        return Path(tmp) / f"stove-ctl-{os.getuid()}" / "stove-ctl.sock"
 
     def wait_reconciled(self, timeout_s: float = 10.0) -> None:
         """Wait until start-up has read every relay (the circuit of each burner is known)."""
@@ -89,6 +102,7 @@ class Daemon:
             capture_output=True,
             text=True,
             timeout=timeout_s,
+            env={**os.environ, **self.env} if self.env else None,
         )
 
     def status(self, burner: str) -> dict[str, Any]:

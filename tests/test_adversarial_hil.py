@@ -5,13 +5,18 @@ interfaces (MQTT on a real Mosquitto, the CLI, the control socket, state_dir).""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket as socketlib
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.daemon import kitchen_config, wait_for
+from tests.daemon import Daemon, kitchen_config, wait_for
 from tests.mqtt_watch import Watcher
 
 pytestmark = pytest.mark.hil
@@ -298,3 +303,159 @@ def test_a_pulse_the_relay_ended_while_the_daemon_was_down_is_closed(tmp_path, d
         assert closed[0]["command_id"] == last["command_id"]
     finally:
         kitchen.sim.stop()
+
+
+# -- 6, 9. one daemon per socket and per state_dir ------------------------------------------
+
+
+def run_second(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stove_ctl", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_refused_naming(second: subprocess.CompletedProcess, first: Daemon, what: str) -> None:
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert lines[0].startswith(f"stove-ctl: another stove-ctl daemon (pid {first.pid}, "), lines
+    assert str(first.config) in lines[0] and what in lines[0], lines
+
+
+def test_a_second_daemon_on_the_same_socket_names_the_first_and_leaves_it_alone(
+    tmp_path, daemons
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = daemons(kitchen_config(tmp_path / "a"))
+    other = kitchen_config(tmp_path / "b")
+    data = yaml.safe_load(other.read_text())
+    data["socket"] = str(first.socket)  # same socket, another state_dir
+    other.write_text(yaml.safe_dump(data))
+    second = run_second(other)
+    assert_refused_naming(second, first, f"the control socket {first.socket}")
+    assert first.socket.exists()
+    assert first.cli("status").returncode == 0  # still reachable
+    assert not (tmp_path / "b" / "state" / "events.db").exists()  # B touched nothing
+
+
+def test_two_daemons_on_the_per_user_default_socket(tmp_path, cleanup) -> None:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(runtime)}
+    configs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        config = kitchen_config(tmp_path / name)
+        data = yaml.safe_load(config.read_text())
+        del data["socket"]
+        config.write_text(yaml.safe_dump(data))
+        configs.append(config)
+    first = Daemon(configs[0], env=env)
+    cleanup.append(first)
+    first.start()
+    assert first.socket == runtime / "stove-ctl.sock" and first.socket.exists()
+    second = run_second(configs[1], env)
+    assert_refused_naming(second, first, "the control socket")
+    assert first.cli("off", "left").returncode == 0
+
+
+def test_two_daemons_on_one_read_only_state_dir(tmp_path, cleanup) -> None:
+    shared = tmp_path / "state"
+    configs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        config = kitchen_config(tmp_path / name)
+        data = yaml.safe_load(config.read_text())
+        data["state_dir"] = str(shared)
+        config.write_text(yaml.safe_dump(data))
+        configs.append(config)
+    shared.mkdir()
+    if os.getuid() == 0:  # root writes through any mode bits: a read-only mount instead
+        script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+        prefix = ["unshare", "-m", "sh", "-c", script, str(shared)]
+    else:
+        shared.chmod(0o555)
+        prefix = []
+    first = Daemon(configs[0], prefix=prefix)
+    cleanup.append(first)
+    first.start()
+    assert first.cli("off", "left").returncode == 0  # cuts, with nowhere to save
+    assert "Read-only file system" in first.request({"action": "status"})["state_store"]
+    second = subprocess.run(
+        [*prefix, sys.executable, "-m", "stove_ctl", "run", "-c", str(configs[1])],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert_refused_naming(second, first, f"state_dir {shared}")
+    assert first.cli("status").returncode == 0
+
+
+# -- 7. the default socket lives in a private directory -------------------------------------
+
+
+def test_the_default_socket_is_in_a_private_directory_a_squatter_cannot_take(
+    tmp_path, cleanup
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": ""}
+    config = kitchen_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    del data["socket"]
+    config.write_text(yaml.safe_dump(data))
+    private = tmp / f"stove-ctl-{os.getuid()}"
+    # What a neighbour could pre-create under the old name: harmless now.
+    (tmp / f"stove-ctl-{os.getuid()}.sock").write_text("mine")
+    daemon = Daemon(config, env=env)
+    cleanup.append(daemon)
+    daemon.start()
+    assert daemon.socket == private / "stove-ctl.sock"
+    info = private.stat()
+    assert info.st_mode & 0o777 == 0o700 and info.st_uid == os.getuid()
+    assert daemon.cli("off", "left").returncode == 0  # the CLI finds it there
+    assert daemon.stop() == 0
+
+    def refused(why: str) -> None:
+        run = run_second(config, env)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr == (
+            f"stove-ctl: the control socket's directory {private} {why}; "
+            "remove it, or set socket: in the config\n"
+        )
+
+    private.chmod(0o777)
+    refused("is open to other users (mode 0777)")
+    if os.getuid() == 0:  # only root can give a directory away
+        os.chown(private, 65534, 65534)
+        private.chmod(0o700)
+        refused("belongs to another user (uid 65534)")
+    shutil.rmtree(private)
+    private.write_text("squatted")
+    refused("is not a directory (someone else may have made it)")
+
+
+def test_a_squatted_configured_socket_is_one_line_and_left_alone(tmp_path) -> None:
+    config = kitchen_config(tmp_path)
+    sock = Path(yaml.safe_load(config.read_text())["socket"])
+    sock.write_text("not a socket")
+    run = run_second(config)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr == (
+        f"stove-ctl: {sock} is not a socket; refusing to replace it: remove it, or set "
+        "socket: in the config\n"
+    )
+    assert sock.read_text() == "not a socket"
+    sock.unlink()
+    # A listening socket that is not a stove-ctl daemon: refused, left listening.
+    with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as squatter:
+        squatter.bind(str(sock))
+        squatter.listen(1)
+        run = run_second(config)
+        assert run.returncode == 2 and "has something else listening on it" in run.stderr
+        assert sock.exists()
