@@ -911,12 +911,56 @@ def pytest_summary(paths: list[str]) -> tuple[bool, str]:
         return proc.returncode == 0, "\n".join(lines)
 
 
+# What a careless user and a hostile neighbour tried (issue 19): each test says what it
+# attempts and expects in its docstring, and records what it observed.
+ADVERSARIAL = ["tests/test_adversarial_hil.py"]
+
+
+def adversarial_table(paths: list[str]) -> tuple[bool, str]:
+    """Run the adversarial tests; one row per case: attempt, expected, observed, verdict."""
+    import importlib
+    import xml.etree.ElementTree as ET
+
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             f"--junitxml={junit}", "-o", "junit_family=xunit1", *paths],
+            cwd=ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        lines = ["| attempt | expected | observed | verdict |", "|---|---|---|---|"]
+        if not junit.exists():
+            return False, f"pytest did not run: {proc.stderr.strip()[-500:]}"
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            name = case.get("name", "")
+            module = importlib.import_module(case.get("classname", ""))
+            doc = getattr(module, name.split("[", 1)[0]).__doc__ or ""
+            attempt, _, expected = " ".join(doc.split()).partition(" Expected: ")
+            attempt = attempt.removeprefix("Attempt: ")
+            if "[" in name:
+                attempt += f" ({name.split('[', 1)[1].rstrip(']')})"
+            failure = case.find("failure")
+            if failure is None:
+                failure = case.find("error")
+            observed = next(
+                (p.get("value", "") for p in case.iter("property") if p.get("name") == "observed"),
+                "",
+            )
+            if failure is not None:
+                observed = (failure.get("message") or "failed").splitlines()[0][:200]
+            verdict = "FAIL" if failure is not None else "pass"
+            cells = [c.replace("|", "\\|") for c in (attempt, expected, observed, verdict)]
+            lines.append("| " + " | ".join(cells) + " |")
+        return proc.returncode == 0, "\n".join(lines)
+
+
 def write_report(
     path: Path,
     rows: list[Row],
     floods: list[Flood],
     suites: tuple[bool, str] | None,
     command: str,
+    adversarial: tuple[bool, str] | None = None,
 ) -> None:
     lost = sum(r.lost for r in rows)
     text = [
@@ -970,6 +1014,18 @@ def write_report(
             "an ACL); with it raised, nothing was lost.",
             "",
         ]
+    if adversarial is not None:
+        text += [
+            "## Adversarial",
+            "",
+            "What a careless user and a hostile neighbour did to the real daemon, through its",
+            "real interfaces (MQTT on Mosquitto, the CLI, the control socket, state_dir,",
+            f"the simulated relays): {', '.join(f'`{p}`' for p in ADVERSARIAL)}. Each",
+            "row is one test; *observed* is what the test recorded from the daemon.",
+            "",
+            adversarial[1],
+            "",
+        ]
     if suites is not None:
         text += [
             "## Fuzzing and security checks",
@@ -1014,6 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-suites", action="store_true", help="skip the fuzz/security pytest run"
     )
+    parser.add_argument("--no-adversarial", action="store_true", help="skip the adversarial tests")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "RELIABILITY.md")
     args = parser.parse_args(argv)
@@ -1037,6 +1094,10 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:  # noqa: BLE001 - reported
                     floods.append(Flood(broker_queue=queue, error=f"{type(exc).__name__}: {exc}"))
             print(flood_table(floods[-1]))
+    attacks = None
+    if not args.no_adversarial:
+        attacks = adversarial_table(ADVERSARIAL)
+        print(attacks[1])
     suites = None
     if not args.no_suites:
         suites = pytest_summary(
@@ -1045,13 +1106,13 @@ def main(argv: list[str] | None = None) -> int:
         print(suites[1])
     if not args.no_write:
         command = "python -m tests.reliability" + (f" --rows {args.rows}" if args.rows else "")
-        write_report(args.out, rows, floods, suites, command)
+        write_report(args.out, rows, floods, suites, command, attacks)
         print(f"wrote {args.out}")
     # The flood against Mosquitto's default queue is reported, not judged: the broker,
     # not the daemon, drops what overflows it (docs/MQTT.md).
     sized = [f for f in floods if f.broker_queue is not None]
     ok = all(r.passed for r in rows) and all(f.passed for f in sized)
-    ok = ok and (suites is None or suites[0])
+    ok = ok and (suites is None or suites[0]) and (attacks is None or attacks[0])
     return 0 if ok else 1
 
 

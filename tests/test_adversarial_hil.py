@@ -58,7 +58,14 @@ def online(watcher: Watcher, base: str = KITCHEN) -> None:
 # -- 1. command ids -------------------------------------------------------------------
 
 
-def test_a_reused_id_is_refused_and_a_redelivery_is_done_once(tmp_path, broker, daemons) -> None:
+def test_a_reused_id_is_refused_and_a_redelivery_is_done_once(
+    tmp_path, broker, daemons, record_property
+) -> None:
+    """Attempt: shutoff left as id "1" on kitchen/cmd, then lock right as id "1"; the
+    shutoff redelivered; id "1" on flat2/cmd and on the control socket.
+    Expected: the reuse is refused (duplicate_id) and right stays unlocked; the
+    redelivery gets the first reply and makes no second cut; other channels' ids are
+    their own."""
     daemon = daemons(two_stoves(tmp_path, broker.port))
     watcher = Watcher(broker.port, ["stove_ctl/#"])
     try:
@@ -76,7 +83,8 @@ def test_a_reused_id_is_refused_and_a_redelivery_is_done_once(tmp_path, broker, 
             "error": "id '1' was already used for a different command; "
             "give every command an id of its own",
         }
-        assert daemon.status("right")["lock"] is None
+        right_after_reuse = daemon.status("right")["mode"]
+        assert right_after_reuse == "ready"
         assert daemon.relay_outputs()["2"] is False
         # The same command delivered again: the first answer, and one shutoff only.
         again = ask(watcher, KITCHEN, shutoff)
@@ -96,6 +104,12 @@ def test_a_reused_id_is_refused_and_a_redelivery_is_done_once(tmp_path, broker, 
         assert locked["ok"] is True and locked["action"] == "lock", locked
         refused = daemon.request({"id": "1", "action": "shutoff", "burner": "left"})
         assert refused["code"] == "duplicate_id", refused
+        record_property(
+            "observed",
+            f"reuse: {reused['code']}, right {right_after_reuse}; "
+            f"redelivery: same reply {again == first}, cuts {len(cuts)}; "
+            f"flat2 id 1: {hob['action']} ok; socket reuse: {refused['code']}",
+        )
     finally:
         watcher.close()
 
@@ -103,7 +117,13 @@ def test_a_reused_id_is_refused_and_a_redelivery_is_done_once(tmp_path, broker, 
 # -- 4. a stove's topics reach only its own burners --------------------------------------
 
 
-def test_a_stoves_topics_address_only_its_own_burners(tmp_path, broker, daemons) -> None:
+def test_a_stoves_topics_address_only_its_own_burners(
+    tmp_path, broker, daemons, record_property
+) -> None:
+    """Attempt: on kitchen/cmd, lock flat2/hob (and "flat2", "hob"), unlock it with mqtt
+    allowed to unlock, cancel flat2's timer; "关火" on kitchen/cmd/text; status.
+    Expected: unknown_burner / unknown_timer, flat2 untouched; "关火" cuts the kitchen's
+    two burners only; status shows the kitchen only."""
     daemon = daemons(two_stoves(tmp_path, broker.port, unlock_sources=["cli", "mqtt"]))
     watcher = Watcher(broker.port, ["stove_ctl/#"])
     try:
@@ -138,6 +158,12 @@ def test_a_stoves_topics_address_only_its_own_burners(tmp_path, broker, daemons)
         # The kitchen's status shows the kitchen only.
         status = ask(watcher, KITCHEN, {"id": "st", "action": "status"})
         assert [b["burner"] for b in status["burners"]] == ["kitchen/left", "kitchen/right"]
+        record_property(
+            "observed",
+            f"lock/unlock flat2 from kitchen: unknown_burner; cancel its timer: unknown_timer; "
+            f"hob cuts: {[e['command_id'] for e in hob_cuts]} (its own lock only); "
+            f"关火 cut {[b['burner'] for b in said['burners']]}",
+        )
     finally:
         watcher.close()
 
@@ -145,7 +171,12 @@ def test_a_stoves_topics_address_only_its_own_burners(tmp_path, broker, daemons)
 # -- 5. text over MQTT needs the same freshness as JSON ------------------------------------
 
 
-def test_restore_direction_text_over_mqtt_needs_a_fresh_ts(tmp_path, broker, daemons) -> None:
+def test_restore_direction_text_over_mqtt_needs_a_fresh_ts(
+    tmp_path, broker, daemons, record_property
+) -> None:
+    """Attempt: with a timer set, cancel it by text on kitchen/cmd/text: ts 0, no ts,
+    ts in the future, plain text with no ts at all.
+    Expected: each refused as stale, the timer kept; a fresh ts cancels."""
     daemon = daemons(kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": broker.port}))
     watcher = Watcher(broker.port, ["stove_ctl/#"])
     try:
@@ -179,6 +210,9 @@ def test_restore_direction_text_over_mqtt_needs_a_fresh_ts(tmp_path, broker, dae
         fresh = json.dumps({"id": "g", "text": "取消定时", "ts": time.time()})
         assert ask(watcher, KITCHEN, fresh, "cmd/text")["ok"] is True
         assert daemon.request({"action": "timers"})["timers"] == []
+        record_property(
+            "observed", f"stale cancels refused ({plain['code']}), timer kept; fresh one cancels"
+        )
     finally:
         watcher.close()
 
@@ -199,8 +233,12 @@ def damage(path: Path, how: str) -> bytes | None:
 
 @pytest.mark.parametrize("how", ["garbage", "empty", "truncated", "directory"])
 def test_a_damaged_state_file_keeps_cut_burners_locked_and_says_so(
-    tmp_path, broker, daemons, how
+    tmp_path, broker, daemons, how, record_property
 ) -> None:
+    """Attempt: lock left, stop, damage state.json (garbage, empty, truncated, a
+    directory), start.
+    Expected: left found cut stays cut, locked by startup; an alarm, the log, status
+    (text and JSON) and the MQTT state say the state was lost; the bad file is kept."""
     config = kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": broker.port})
     first = daemons(config)
     assert first.cli("lock", "left").returncode == 0
@@ -245,10 +283,20 @@ def test_a_damaged_state_file_keeps_cut_burners_locked_and_says_so(
     third.wait_reconciled()
     assert third.request({"action": "status"})["state_store"] == "ok"
     assert third.status("left")["mode"] == "ready"
+    record_property(
+        "observed",
+        f"left {left['mode']} by {left['lock']['source']}, relay cut after 3 s; alarm, "
+        f"STATE LOST logged, status and MQTT health say so; kept as {aside.name}",
+    )
 
 
 @pytest.mark.parametrize("how", ["garbage", "empty", "directory"])
-def test_a_damaged_timer_store_is_reported_and_kept_aside(tmp_path, daemons, how) -> None:
+def test_a_damaged_timer_store_is_reported_and_kept_aside(
+    tmp_path, daemons, how, record_property
+) -> None:
+    """Attempt: set a timer, stop, damage timers.db (garbage, empty, a directory), start.
+    Expected: an alarm, the log and status (text and JSON) say the timers were lost;
+    the bad file is kept; a new store works across a restart."""
     config = kitchen_config(tmp_path)
     first = daemons(config)
     assert first.cli("timer", "left", "1h").returncode == 0
@@ -273,12 +321,23 @@ def test_a_damaged_timer_store_is_reported_and_kept_aside(tmp_path, daemons, how
     timers = third.request({"action": "timers"})["timers"]
     assert [t["burners"] for t in timers] == [["kitchen/right"]]
     assert third.request({"action": "status"})["timer_store"] == "ok"
+    record_property(
+        "observed",
+        f"alarm, TIMERS LOST logged, status says so; kept as {aside.name}; "
+        "a new timer survived a restart",
+    )
 
 
 # -- 10. a pulse cut short by a crash is closed in the records ------------------------------
 
 
-def test_a_pulse_the_relay_ended_while_the_daemon_was_down_is_closed(tmp_path, daemons) -> None:
+def test_a_pulse_the_relay_ended_while_the_daemon_was_down_is_closed(
+    tmp_path, daemons, record_property
+) -> None:
+    """Attempt: SIGKILL the daemon mid-pulse on a miIO relay with an off-delay; the relay
+    restores by itself; restart.
+    Expected: the shutoff is closed as restored, with a restore_confirmed event from
+    startup; status no longer shows "(cutting)"."""
     from tests.daemon import miio_config
     from tests.miio_kitchen import TOKEN, miio_kitchen
 
@@ -301,6 +360,9 @@ def test_a_pulse_the_relay_ended_while_the_daemon_was_down_is_closed(tmp_path, d
         assert len(closed) == 1 and closed[0]["source"] == "startup", closed
         assert "off-delay" in closed[0]["detail"]["seen"]
         assert closed[0]["command_id"] == last["command_id"]
+        record_property(
+            "observed", f"outcome {last['outcome']}; restore_confirmed by {closed[0]['source']}"
+        )
     finally:
         kitchen.sim.stop()
 
@@ -327,8 +389,10 @@ def assert_refused_naming(second: subprocess.CompletedProcess, first: Daemon, wh
 
 
 def test_a_second_daemon_on_the_same_socket_names_the_first_and_leaves_it_alone(
-    tmp_path, daemons
+    tmp_path, daemons, record_property
 ) -> None:
+    """Attempt: start a second daemon with the same socket and another state_dir.
+    Expected: it exits 2 naming the first (pid, config) and leaves its socket alone."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = daemons(kitchen_config(tmp_path / "a"))
@@ -341,9 +405,12 @@ def test_a_second_daemon_on_the_same_socket_names_the_first_and_leaves_it_alone(
     assert first.socket.exists()
     assert first.cli("status").returncode == 0  # still reachable
     assert not (tmp_path / "b" / "state" / "events.db").exists()  # B touched nothing
+    record_property("observed", f"exit {second.returncode}; first still answers")
 
 
-def test_two_daemons_on_the_per_user_default_socket(tmp_path, cleanup) -> None:
+def test_two_daemons_on_the_per_user_default_socket(tmp_path, cleanup, record_property) -> None:
+    """Attempt: two configs that both leave socket: out (the per-user default).
+    Expected: the second exits 2 naming the first, which keeps working."""
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     env = {"XDG_RUNTIME_DIR": str(runtime)}
@@ -362,9 +429,12 @@ def test_two_daemons_on_the_per_user_default_socket(tmp_path, cleanup) -> None:
     second = run_second(configs[1], env)
     assert_refused_naming(second, first, "the control socket")
     assert first.cli("off", "left").returncode == 0
+    record_property("observed", f"exit {second.returncode}; the first still cuts")
 
 
-def test_two_daemons_on_one_read_only_state_dir(tmp_path, cleanup) -> None:
+def test_two_daemons_on_one_read_only_state_dir(tmp_path, cleanup, record_property) -> None:
+    """Attempt: two daemons with different sockets on one read-only state_dir.
+    Expected: the second exits 2 naming the first."""
     shared = tmp_path / "state"
     configs = []
     for name in ("a", "b"):
@@ -393,6 +463,7 @@ def test_two_daemons_on_one_read_only_state_dir(tmp_path, cleanup) -> None:
         timeout=30,
     )
     assert_refused_naming(second, first, f"state_dir {shared}")
+    record_property("observed", f"exit {second.returncode}, naming pid {first.pid}")
     assert first.cli("status").returncode == 0
 
 
@@ -400,8 +471,12 @@ def test_two_daemons_on_one_read_only_state_dir(tmp_path, cleanup) -> None:
 
 
 def test_the_default_socket_is_in_a_private_directory_a_squatter_cannot_take(
-    tmp_path, cleanup
+    tmp_path, cleanup, record_property
 ) -> None:
+    """Attempt: another user pre-creates the default socket's path, or its directory (a
+    file, their own directory, a directory open to all).
+    Expected: the socket lives in a 0700 directory of ours; a squatted directory is one
+    clear line, exit 2, no traceback."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": ""}
@@ -438,9 +513,12 @@ def test_the_default_socket_is_in_a_private_directory_a_squatter_cannot_take(
     shutil.rmtree(private)
     private.write_text("squatted")
     refused("is not a directory (someone else may have made it)")
+    record_property("observed", "socket in a 0700 directory; each squat refused in one line")
 
 
-def test_a_squatted_configured_socket_is_one_line_and_left_alone(tmp_path) -> None:
+def test_a_squatted_configured_socket_is_one_line_and_left_alone(tmp_path, record_property) -> None:
+    """Attempt: a plain file, then a listening socket, at the configured socket path.
+    Expected: one line, exit 2, and the squatter's file or socket left in place."""
     config = kitchen_config(tmp_path)
     sock = Path(yaml.safe_load(config.read_text())["socket"])
     sock.write_text("not a socket")
@@ -459,3 +537,4 @@ def test_a_squatted_configured_socket_is_one_line_and_left_alone(tmp_path) -> No
         run = run_second(config)
         assert run.returncode == 2 and "has something else listening on it" in run.stderr
         assert sock.exists()
+    record_property("observed", "refused in one line both times; both left in place")
