@@ -4,7 +4,8 @@ A sender that gives its command an ``id`` may deliver it again (MQTT QoS 1 does,
 so does a client that retries after a lost reply): the command is then done once and
 every delivery gets its one answer. An id is only ever that command's: the same id on
 the same channel with a different command is refused as ``duplicate_id``, never
-answered with the first command's result. Each channel (a stove's MQTT topics, the
+answered with the first command's result. A refused command (a reply with a ``code``)
+changed nothing and leaves its id free. Each channel (a stove's MQTT topics, the
 control socket) keeps its own ids, so one stove's ids never answer another's.
 """
 
@@ -66,4 +67,10 @@ class CommandIds:
             answer.cancel()
             raise
         answer.set_result(result)
+        if result.get("ok") is False and "code" in result:
+            # Refused: it changed nothing, so it leaves nothing behind, its id included.
+            del self._answers[command_id]
         return result
+
+    def __len__(self) -> int:
+        return len(self._answers)

@@ -89,3 +89,48 @@ def test_bad_timer_commands(data: dict, message: str) -> None:
     with pytest.raises(CommandError) as err:
         parse_command(data, source="mqtt")
     assert err.value.code == "bad_command" and message in err.value.message
+
+
+def test_command_ids_run_a_command_once_and_never_answer_another() -> None:
+    import asyncio
+
+    from stove_ctl.command_ids import CommandIds, fingerprint
+
+    async def go() -> None:
+        ids = CommandIds(remembered=2)
+        runs: list[str] = []
+        gate = asyncio.Event()
+
+        async def shutoff() -> dict:
+            runs.append("shutoff")
+            await gate.wait()
+            return {"ok": True, "action": "shutoff"}
+
+        same = fingerprint("cmd", {"id": "1", "action": "shutoff"})
+        first = asyncio.ensure_future(ids.once("1", same, shutoff))
+        await asyncio.sleep(0)
+        # Redelivered while the first is still running: it waits for that answer.
+        again = asyncio.ensure_future(ids.once("1", same, shutoff))
+        other = await ids.once("1", fingerprint("cmd", {"id": "1", "action": "lock"}), shutoff)
+        assert other["code"] == "duplicate_id" and other["ok"] is False
+        gate.set()
+        assert await first == await again == {"ok": True, "action": "shutoff"}
+        assert runs == ["shutoff"]
+
+        async def refused() -> dict:
+            return {"ok": False, "code": "stale", "error": "old"}
+
+        async def lock() -> dict:
+            return {"ok": True, "action": "lock"}
+
+        # A refusal changed nothing and keeps no id: the id may carry a new command.
+        assert (await ids.once("2", "a", refused))["code"] == "stale"
+        assert len(ids) == 1
+        assert await ids.once("2", "b", lock) == {"ok": True, "action": "lock"}
+        # No id: nothing remembered. Past the limit, the oldest id is forgotten.
+        assert await ids.once(None, "c", lock) == {"ok": True, "action": "lock"}
+        await ids.once("3", "d", lock)
+        assert len(ids) == 2
+        assert (await ids.once("1", "e", lock))["ok"] is True  # "1" was forgotten
+
+    asyncio.run(go())

@@ -167,7 +167,7 @@ class World:
             ),
             "rules": {key: dataclasses.asdict(w) for key, w in self.rules.watch.items()},
             "state file": state_file.read_bytes() if state_file.exists() else None,
-            "remembered replies": dict(self.api._results),
+            "remembered ids": {sid: len(c.ids) for sid, c in self.api.channels.items()},
         }
 
 
