@@ -318,8 +318,15 @@ class MqttApi:
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             return _error(None, "too_large", f"command larger than {MAX_PAYLOAD_BYTES} bytes")
         try:
-            data = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            # Strictly UTF-8 (RFC 8259): json.loads would take bytes as UTF-16 or -32
+            # too, and lets a UTF-8-encoded lone surrogate through as text that
+            # cannot be written to the event store or published again.
+            text = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(None, "bad_json", "command is not valid JSON: it is not UTF-8 text")
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
             return _error(None, "bad_json", "command is not valid JSON")
         if not isinstance(data, dict):
             return _error(None, "bad_command", "a command must be a JSON object")
