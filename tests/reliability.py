@@ -892,6 +892,7 @@ def pytest_summary(paths: list[str]) -> tuple[bool, str]:
                 "-p",
                 "no:cacheprovider",
                 f"--junitxml={junit}",
+                "--hypothesis-profile=explore",  # random examples here (STYLE 15)
                 *paths,
             ],
             cwd=ROOT,
