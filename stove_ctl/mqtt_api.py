@@ -289,7 +289,7 @@ class MqttApi:
                     data = json.loads(text)
                 except (ValueError, RecursionError):  # nesting too deep is not JSON to us
                     data = None
-                if isinstance(data, dict):
+                if isinstance(data, dict) and not _unpaired_surrogate(text, data):
                     text = data.get("text")
                     command_id = data.get("id") if isinstance(data.get("id"), str) else None
                 else:
@@ -328,6 +328,9 @@ class MqttApi:
             data = json.loads(text)
         except (ValueError, RecursionError):
             return _error(None, "bad_json", "command is not valid JSON")
+        if _unpaired_surrogate(text, data):
+            why = "a string in it is not Unicode text (half of a \\u surrogate pair)"
+            return _error(None, "bad_json", f"command is not valid JSON: {why}")
         if not isinstance(data, dict):
             return _error(None, "bad_command", "a command must be a JSON object")
         given_id = data.get("id") if isinstance(data.get("id"), str) else None
@@ -351,6 +354,21 @@ class MqttApi:
         while len(self._results) > REMEMBERED_COMMANDS:
             self._results.popitem(last=False)
         return reply
+
+
+def _unpaired_surrogate(text: str, data: Any) -> bool:
+    """Does ``data``, parsed from ``text``, hold a string with half of a surrogate pair
+    (``"\\ud800"``)? Such a string is not Unicode text: it can be neither published (a
+    reply echoes the id) nor stored (SQLite), both being UTF-8."""
+    if "\\u" not in text:  # only an escape can make one: ``text`` is valid UTF-8
+        return False
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except RecursionError:  # nested as deep as json.loads goes: left to the checks after
+        return False
+    return False
 
 
 def _error(command_id: str | None, code: str, message: str) -> dict[str, Any]:

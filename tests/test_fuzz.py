@@ -237,7 +237,8 @@ def check_any_payload(payload: bytes, retain: bool = False) -> Exchange:
     ex = exchange(payload, retain)
     reply = ex.reply
     assert isinstance(reply, dict)
-    json.dumps(reply, ensure_ascii=False)  # exactly what handle_command publishes
+    # Exactly what handle_command publishes: paho sends the str as UTF-8.
+    json.dumps(reply, ensure_ascii=False).encode("utf-8")
     assert isinstance(reply.get("ok"), bool), reply
     if reply.get("code") is not None or not reply["ok"]:
         assert_refused(ex)
@@ -344,6 +345,20 @@ def is_utf8(payload: bytes) -> bool:
     return True
 
 
+def is_unicode(data: Any) -> bool:
+    """No string in ``data`` holds half of a surrogate pair (JSON can escape one)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped_surrogate(name: str, field: str, value: str) -> tuple[str, bytes, bool]:
+    data = {**BASES[name], field: value}
+    return f"escaped lone surrogate in {field} ({name})", json.dumps(data).encode(), False
+
+
 def defect(
     kind: str,
     bases: tuple[str, ...],
@@ -431,6 +446,19 @@ near_valid = st.one_of(
         junk,
     ),
     st.builds(_at_and_in, st.just("timer"), st.booleans()),
+    # Valid UTF-8 and valid JSON syntax, but "\ud800" names half of a surrogate pair:
+    # one surrogate between surrogate-free text, so it cannot pair up.
+    st.builds(
+        _escaped_surrogate,
+        st.sampled_from(ALL_BASES),
+        st.sampled_from(["id", "action", "burner", "ts", "timer", "source"]),
+        st.builds(
+            "{}{}{}".format,
+            st.text(max_size=3),
+            st.characters(categories=["Cs"]),
+            st.text(max_size=3),
+        ),
+    ),
     st.builds(
         lambda name: (f"retained ({name})", encode(BASES[name]), True),
         st.sampled_from(RESTORE_BASES),
@@ -491,6 +519,7 @@ near_valid = st.one_of(
 )
 # A lone surrogate in a string (no_digits draws them): invalid UTF-8 on the wire.
 @example(case=("bad delay (timer)", encode({**BASES["timer"], "in": "\ud800"}), False))
+@example(case=_escaped_surrogate("shutoff", "id", "\ud800"))  # the reply echoed it
 def test_mqtt_near_valid_command_is_refused_and_changes_nothing(
     case: tuple[str, bytes, bool],
 ) -> None:
@@ -506,6 +535,10 @@ def test_mqtt_near_valid_command_is_refused_and_changes_nothing(
         assert "UTF-8" in ex.reply["error"], ex.reply
         return
     data = json.loads(payload)
+    if not is_unicode(data):  # refused whole: the id cannot be echoed either
+        assert ex.reply["code"] == "bad_json" and ex.reply["id"] is None
+        assert "surrogate" in ex.reply["error"], ex.reply
+        return
     if isinstance(data, dict):  # the reply names the command it answers
         given_id = data.get("id")
         assert ex.reply["id"] == (given_id if isinstance(given_id, str) else None)
