@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -137,6 +138,30 @@ class Command(BaseModel):
         if self.action == "cancel" and self.timer is None and self.burner is None:
             raise ValueError("say which timer (its id) or which burner to cancel")
         return self
+
+
+def read_json(payload: bytes, what: str = "command") -> Any:
+    """JSON from a sender, strictly: UTF-8 text (RFC 8259; ``json.loads`` would also
+    take UTF-16 and let a UTF-8-encoded lone surrogate through), and no string holding
+    half of a surrogate pair (``"\\ud800"``), which is not Unicode text and could be
+    neither stored nor published again. Raises CommandError ``bad_json``."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError("bad_json", f"{what} is not valid JSON: it is not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # nesting too deep is not JSON to us
+        raise CommandError("bad_json", f"{what} is not valid JSON") from None
+    if "\\u" in text:  # only an escape can make half a surrogate pair in UTF-8 text
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            why = "a string in it is not Unicode text (half of a \\u surrogate pair)"
+            raise CommandError("bad_json", f"{what} is not valid JSON: {why}") from None
+        except RecursionError:  # as deep as json.loads goes: the checks after refuse it
+            pass
+    return data
 
 
 def parse_command(data: Any, source: Source) -> Command:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stove_ctl.command_ids import CommandIds, fingerprint
-from stove_ctl.commands import parse_command
+from stove_ctl.commands import parse_command, read_json
 from stove_ctl.controller import Controller, Wait
 from stove_ctl.errors import CommandError, DaemonNotRunning, StoveCtlError
 from stove_ctl.events import Event, EventLog
@@ -103,9 +103,9 @@ class ControlServer:
 
     async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> None:
         try:
-            request = json.loads(line)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            await _send(writer, _error("bad_json", "request is not valid JSON"))
+            request = read_json(line, "request")
+        except CommandError as exc:
+            await _send(writer, _error(exc.code, exc.message))
             return
         if not isinstance(request, dict):
             await _send(writer, _error("bad_command", "request must be a JSON object"))

@@ -188,11 +188,11 @@ class EventLog:
                             event.seq,
                             event.ts,
                             event.kind,
-                            event.burner,
-                            event.source,
-                            event.command_id,
+                            _utf8(event.burner),
+                            _utf8(event.source),
+                            _utf8(event.command_id),
                             event.latency_ms,
-                            json.dumps(event.detail, ensure_ascii=False),
+                            _utf8(json.dumps(event.detail, ensure_ascii=False)),
                         ),
                     )
                 self.store_error = None
@@ -201,6 +201,9 @@ class EventLog:
                 if db is not None:
                     db.close()
                     db = None
+            except Exception:  # this thread must outlive any one event
+                # A dead writer would leave flush() (every query) waiting for ever.
+                log.exception("an event could not be stored; it is kept in memory")
             finally:
                 self._queue.task_done()
 
@@ -251,3 +254,11 @@ class EventLog:
             self._queue.put(None)
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def _utf8(text: str | None) -> str | None:
+    """``text`` as SQLite can store it: half a surrogate pair (from a device's or a
+    sender's malformed string) is written as "?" instead of failing the row."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "replace").decode("utf-8")

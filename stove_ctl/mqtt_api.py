@@ -17,7 +17,7 @@ from stove_ctl import __version__
 from stove_ctl.broker import BrokerLink, Incoming, LinkSettings
 from stove_ctl.clock import Clock
 from stove_ctl.command_ids import CommandIds, fingerprint
-from stove_ctl.commands import parse_command
+from stove_ctl.commands import parse_command, read_json
 from stove_ctl.config import MqttConfig, StoveConfig
 from stove_ctl.control import run_text
 from stove_ctl.controller import Controller
@@ -291,8 +291,8 @@ class MqttApi:
         data: Any = {"text": text}
         if text.lstrip().startswith("{"):
             try:
-                data = json.loads(text)
-            except (ValueError, RecursionError):  # nesting too deep is not JSON to us
+                data = read_json(message.payload, "text")
+            except CommandError:
                 data = None
             if not isinstance(data, dict) or not isinstance(data.get("text"), str):
                 return _error(None, "bad_command", "text must be UTF-8 (or JSON with 'text')")
@@ -329,9 +329,9 @@ class MqttApi:
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             return _error(None, "too_large", f"command larger than {MAX_PAYLOAD_BYTES} bytes")
         try:
-            data = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return _error(None, "bad_json", "command is not valid JSON")
+            data = read_json(message.payload, "command")
+        except CommandError as exc:
+            return _error(None, exc.code, exc.message)
         if not isinstance(data, dict):
             return _error(None, "bad_command", "a command must be a JSON object")
         given_id = data.get("id") if isinstance(data.get("id"), str) else None

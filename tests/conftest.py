@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import hardware
 from stove_ctl import quiet
@@ -21,6 +23,21 @@ from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
 from stove_ctl.events import Event, EventLog
 from stove_ctl.relay import Wiring
 from stove_ctl.state import StateStore
+
+# Property tests find bugs when someone is looking, not in CI (STYLE 15). "ci": the
+# same examples on every run (derandomized, seeded from each test's name), no example
+# database to carry between runs, and a failure prints the blob that reproduces it
+# (@reproduce_failure). "explore": random examples, with the database in
+# .hypothesis/ so a failure found is tried first next time; turn one into an
+# explicit @example. Per-test @settings(max_examples=...) keep their counts under
+# both: they inherit every field they do not set from the profile loaded here,
+# before the test modules are imported.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() == "true" else "explore")
+)
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:

@@ -361,6 +361,10 @@ def power_cycle_locked(lab: Lab) -> Row:
     row.requested = 1
     request(daemon, "lock", "left")
     wait_for(lambda: k.board.snapshot()[1], 10)
+    # And confirmed (read back cut): a power cycle between the set and its read-back
+    # makes that read-back a mismatch fault, and "still locked" below could read the
+    # mode after the re-cut reached the board but before its read-back cleared it.
+    wait_for(lambda: daemon.status("left")["circuit"] == "cut", 5, daemon.log)
     t0 = time.monotonic()
     k.sim.power_cycle()
     row.check("the power cycle restored the circuit", edges.first(1, False, t0) is not None)
@@ -892,6 +896,7 @@ def pytest_summary(paths: list[str]) -> tuple[bool, str]:
                 "-p",
                 "no:cacheprovider",
                 f"--junitxml={junit}",
+                "--hypothesis-profile=explore",  # random examples here (STYLE 15)
                 *paths,
             ],
             cwd=ROOT,

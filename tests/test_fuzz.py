@@ -237,13 +237,14 @@ def check_any_payload(payload: bytes, retain: bool = False) -> Exchange:
     ex = exchange(payload, retain)
     reply = ex.reply
     assert isinstance(reply, dict)
-    json.dumps(reply, ensure_ascii=False)  # exactly what handle_command publishes
+    # Exactly what handle_command publishes: paho sends the str as UTF-8.
+    json.dumps(reply, ensure_ascii=False).encode("utf-8")
     assert isinstance(reply.get("ok"), bool), reply
     if reply.get("code") is not None or not reply["ok"]:
         assert_refused(ex)
     else:
+        assert is_utf8(payload) and len(payload) <= MAX_PAYLOAD_BYTES
         data = json.loads(payload)
-        assert len(payload) <= MAX_PAYLOAD_BYTES
         assert isinstance(data, dict) and reply["action"] == data["action"] in ACTIONS, reply
         assert isinstance(reply["id"], str) and reply["id"]
     return ex
@@ -329,16 +330,47 @@ unknown_burners = st.one_of(
 
 
 def encode(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False).encode()
+    """The payload a client sends for ``data``. Text drawn from an alphabet of the
+    test's own (``st.characters(...)``) may hold lone surrogates (U+D800): they go on
+    the wire as the invalid UTF-8 a real client could send (ED A0 80), not as an
+    error in the test itself."""
+    return json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def is_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def is_unicode(data: Any) -> bool:
+    """No string in ``data`` holds half of a surrogate pair (JSON can escape one)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped_surrogate(name: str, field: str, value: str) -> tuple[str, bytes, bool]:
+    data = {**BASES[name], field: value}
+    return f"escaped lone surrogate in {field} ({name})", json.dumps(data).encode(), False
 
 
 def defect(
-    kind: str, bases: tuple[str, ...], field: str | None, values: st.SearchStrategy[Any]
+    kind: str,
+    bases: tuple[str, ...],
+    field: str | None,
+    values: st.SearchStrategy[Any],
+    drop: tuple[str, ...] = (),
 ) -> st.SearchStrategy[tuple[str, bytes, bool]]:
-    """A base command with ``field`` set to a bad value (None: the field removed)."""
+    """A base command with ``field`` set to a bad value (None: the field removed),
+    without the fields in ``drop``."""
 
     def build(name: str, value: Any) -> tuple[str, bytes, bool]:
-        data = dict(BASES[name])
+        data = {k: v for k, v in BASES[name].items() if k not in drop}
         if field is None:
             data.pop("ts")
         else:
@@ -388,9 +420,7 @@ near_valid = st.one_of(
     defect("bad delay", DELAY_BASES, "in", bad_delays),
     defect("bad ts", RESTORE_BASES, "ts", bad_ts),
     defect("no ts", RESTORE_BASES, None, st.none()),
-    defect("bad at", ("timer",), "at", bad_times).map(
-        lambda d: (d[0], encode({k: v for k, v in json.loads(d[1]).items() if k != "in"}), False)
-    ),
+    defect("bad at", ("timer",), "at", bad_times, drop=("in",)),
     defect(
         "unknown timer",
         ("cancel", "extend"),
@@ -416,6 +446,19 @@ near_valid = st.one_of(
         junk,
     ),
     st.builds(_at_and_in, st.just("timer"), st.booleans()),
+    # Valid UTF-8 and valid JSON syntax, but "\ud800" names half of a surrogate pair:
+    # one surrogate between surrogate-free text, so it cannot pair up.
+    st.builds(
+        _escaped_surrogate,
+        st.sampled_from(ALL_BASES),
+        st.sampled_from(["id", "action", "burner", "ts", "timer", "source"]),
+        st.builds(
+            "{}{}{}".format,
+            st.text(max_size=3),
+            st.characters(categories=["Cs"]),
+            st.text(max_size=3),
+        ),
+    ),
     st.builds(
         lambda name: (f"retained ({name})", encode(BASES[name]), True),
         st.sampled_from(RESTORE_BASES),
@@ -474,6 +517,9 @@ near_valid = st.one_of(
         False,
     )
 )
+# A lone surrogate in a string (no_digits draws them): invalid UTF-8 on the wire.
+@example(case=("bad delay (timer)", encode({**BASES["timer"], "in": "\ud800"}), False))
+@example(case=_escaped_surrogate("shutoff", "id", "\ud800"))  # the reply echoed it
 def test_mqtt_near_valid_command_is_refused_and_changes_nothing(
     case: tuple[str, bytes, bool],
 ) -> None:
@@ -484,7 +530,15 @@ def test_mqtt_near_valid_command_is_refused_and_changes_nothing(
     if len(payload) > MAX_PAYLOAD_BYTES:
         assert ex.reply["code"] == "too_large" and ex.reply["id"] is None
         return
+    if not is_utf8(payload):  # not JSON at all (RFC 8259: JSON text is UTF-8)
+        assert ex.reply["code"] == "bad_json" and ex.reply["id"] is None
+        assert "UTF-8" in ex.reply["error"], ex.reply
+        return
     data = json.loads(payload)
+    if not is_unicode(data):  # refused whole: the id cannot be echoed either
+        assert ex.reply["code"] == "bad_json" and ex.reply["id"] is None
+        assert "surrogate" in ex.reply["error"], ex.reply
+        return
     if isinstance(data, dict):  # the reply names the command it answers
         given_id = data.get("id")
         assert ex.reply["id"] == (given_id if isinstance(given_id, str) else None)
@@ -529,6 +583,7 @@ command_shaped = st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None)
 @given(data=command_shaped, retain=st.booleans())
+@example(data={"action": "timer", "burner": "left", "at": "\ud800"}, retain=False)
 def test_mqtt_command_shaped_dicts(data: dict[str, Any], retain: bool) -> None:
     note(repr(data))
     ex = check_any_payload(encode(data), retain)
@@ -911,10 +966,11 @@ def check_load(path: Path) -> Config | None:
 
 def write_and_load(scratch: Path, content: str | bytes) -> Config | None:
     path = scratch / "config.yaml"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
+    if isinstance(content, str):
+        # A lone surrogate (U+D800) is written as the invalid UTF-8 an editor could
+        # leave in the file, not raised by the test itself.
+        content = content.encode("utf-8", "surrogatepass")
+    path.write_bytes(content)
     return check_load(path)
 
 
@@ -1154,6 +1210,7 @@ yaml_soup = st.lists(st.one_of(st.sampled_from(YAML_BITS), st.text(max_size=5)),
 @example(text="\x00")
 @example(text="!!timestamp ")
 @example(text="a: !!float \nb: !!int ")
+@example(text="timezone: \ud800\n")  # invalid UTF-8 in the file
 def test_config_yaml_text(scratch: Path, text: str) -> None:
     write_and_load(scratch, text)
 
