@@ -1,0 +1,69 @@
+"""A lock holds on a Tasmota relay: no device-side pulse ends it, and a forged state
+report does not hide a relay switched back (the real daemon, a simulated Tasmota)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from hardware.mqtt_devices import TasmotaRelay
+from tests.daemon import Daemon, wait_for
+from tests.mqtt_watch import Watcher
+from tests.test_mqtt_relays_hil import config, kitchen
+
+pytestmark = pytest.mark.hil
+
+PULSE_S = 1.0
+MARGIN_S = 1.5
+
+
+class Changes:
+    """Every output change of a simulated board, as it happens (no sampling gaps)."""
+
+    def __init__(self, board) -> None:
+        self.seen: list[tuple[int, bool]] = []
+        self._lock = threading.Lock()
+        board.on_change(self._changed)
+
+    def _changed(self, channel: int, on: bool) -> None:
+        with self._lock:
+            self.seen.append((channel, on))
+
+    def since(self, start: int) -> list[tuple[int, bool]]:
+        with self._lock:
+            return self.seen[start:]
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.seen)
+
+
+@pytest.fixture
+def tasmota(tmp_path, broker, cleanup):
+    stove, board = kitchen(1)
+    device = TasmotaRelay(board, broker.port, topic="stove").start()
+    cleanup.append(device)
+    daemon = Daemon(
+        config(tmp_path, broker, {"preset": "tasmota", "device": "stove"}, 1, pulse_s=PULSE_S)
+    ).start()
+    cleanup.append(daemon)
+    daemon.wait_reconciled()
+    return stove, board, device, daemon
+
+
+def test_the_simulated_tasmota_cancels_a_running_pulse_on_pulse_time_0(broker, cleanup) -> None:
+    """As Tasmota does (CmndPulsetime calls SetPulseTimer): the lock's disarm message
+    alone ends a pulse under way, before its POWER ON arrives."""
+    _stove, board = kitchen(1)
+    device = TasmotaRelay(board, broker.port, topic="stove").start()
+    cleanup.append(device)
+    client = Watcher(broker.port, ["stat/stove/#"])
+    cleanup.append(type("C", (), {"stop": staticmethod(client.close)}))
+    client.publish("cmnd/stove/PulseTime1", "10")  # 1 s
+    client.publish("cmnd/stove/POWER1", "ON")
+    wait_for(lambda: board.get(1) is True, 3)
+    client.publish("cmnd/stove/PulseTime1", "0")
+    time.sleep(PULSE_S + MARGIN_S)
+    assert board.get(1) is True
