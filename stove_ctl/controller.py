@@ -666,7 +666,14 @@ class Controller:
                 if not wanted() or (not cut and burner.lock is not None):
                     return None
                 try:
-                    if device_pulse_s and want and spec.relay.can_pulse(spec.channel):
+                    # Never on a locked (or being locked) burner: the device would
+                    # end the lock by itself once the hold is over.
+                    if (
+                        device_pulse_s
+                        and want
+                        and burner.lock is None
+                        and spec.relay.can_pulse(spec.channel)
+                    ):
                         # Counted from before sending: the device starts no earlier.
                         burner.pulse_ends = self.clock.monotonic() + device_pulse_s
                         await spec.relay.pulse(spec.channel, want, device_pulse_s)

@@ -53,6 +53,25 @@ def tasmota(tmp_path, broker, cleanup):
     return stove, board, device, daemon
 
 
+def test_a_locked_burner_is_never_switched_back_by_a_device_side_pulse(tasmota) -> None:
+    stove, board, device, daemon = tasmota
+    changes = Changes(board)
+    # A shutoff in flight (PulseTime armed in the device) when the lock arrives.
+    assert daemon.cli("off", "left", "--no-wait").returncode == 0
+    assert daemon.cli("lock", "left").returncode == 0
+    assert board.get(1) is True
+    # A shutoff asked for on the locked burner (a timer, a rule, the flame re-cut).
+    mark = changes.mark()
+    assert daemon.cli("off", "left", "--no-wait").returncode == 0
+    time.sleep(PULSE_S + MARGIN_S)
+    assert changes.since(0) == [(1, True)]  # cut once, never switched back
+    assert changes.since(mark) == []
+    assert device.pulse_time[1] == 0
+    assert daemon.status("left")["mode"] == "locked"
+    assert not stove.burners["left"].flame
+    assert "lock_reasserted" not in [e["kind"] for e in daemon.events()]
+
+
 def test_the_simulated_tasmota_cancels_a_running_pulse_on_pulse_time_0(broker, cleanup) -> None:
     """As Tasmota does (CmndPulsetime calls SetPulseTimer): the lock's disarm message
     alone ends a pulse under way, before its POWER ON arrives."""
