@@ -59,3 +59,8 @@ class FlameInput(Protocol):
     """Something that knows whether a burner's flame is lit (None: cannot tell)."""
 
     def flame(self) -> bool | None: ...
+
+    def reading(self) -> float | None:
+        """The latest reading in millivolts, for an input that measures (a thermocouple
+        tap, which lags the flame); None for an on/off input or no fresh reading."""
+        ...
