@@ -779,7 +779,10 @@ class Controller:
         spec = burner.spec
         source = spec.relay.external_source
         async with burner.io:
-            read = asyncio.ensure_future(spec.relay.read(spec.channel))
+            # A locked burner's state is asked of the device, not taken from a report
+            # anyone who may publish on the relay's topics could have sent.
+            fresh = burner.lock is not None
+            read = asyncio.ensure_future(spec.relay.read(spec.channel, fresh=fresh))
             burner.poll_read = read
             try:
                 await asyncio.wait({read})

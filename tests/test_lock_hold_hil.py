@@ -86,3 +86,24 @@ def test_the_simulated_tasmota_cancels_a_running_pulse_on_pulse_time_0(broker, c
     client.publish("cmnd/stove/PulseTime1", "0")
     time.sleep(PULSE_S + MARGIN_S)
     assert board.get(1) is True
+
+
+def test_a_forged_state_report_does_not_hide_a_locked_burner_switched_back(
+    tasmota, broker, cleanup
+) -> None:
+    """A client that may publish on the relay's topics switches the locked burner's
+    relay off, then reports it "on" (cut) under the device's name. The daemon asks the
+    device itself and cuts again."""
+    _stove, board, _device, daemon = tasmota
+    assert daemon.cli("lock", "left").returncode == 0
+    assert board.get(1) is True
+    forger = Watcher(broker.port, ["stat/stove/#"])
+    cleanup.append(type("C", (), {"stop": staticmethod(forger.close)}))
+    changes = Changes(board)
+    forger.publish("cmnd/stove/POWER", "OFF")  # a one-relay Tasmota: no index
+    # Right behind the device's own report of "off", the forged "on".
+    forger.wait("stat/stove/POWER", lambda m: m.payload == b"OFF")
+    forger.publish("stat/stove/POWER", "ON")
+    wait_for(lambda: changes.since(0) == [(1, False), (1, True)], 5, daemon.log)
+    wait_for(lambda: "lock_reasserted" in [e["kind"] for e in daemon.events()], 5, daemon.log)
+    assert daemon.status("left")["mode"] == "locked"

@@ -28,7 +28,7 @@ class SimulatedRelay:
         except RelayOffline as exc:
             raise RelayUnreachable(f"relay {self.name!r}: {exc}") from exc
 
-    async def read(self, channel: int) -> bool:
+    async def read(self, channel: int, fresh: bool = False) -> bool:
         try:
             return self.board.get(channel)
         except RelayOffline as exc:
