@@ -84,3 +84,15 @@ def test_a_cut_seen_falling_is_confirmed_even_above_the_threshold(kitchen_factor
         assert confirmed.detail["by"] == "trend"
 
     run(body())
+
+
+def test_a_tap_that_sends_nan_or_inf_is_ignored_not_read_as_out() -> None:
+    from stove_ctl.broker import Incoming
+    from stove_ctl.clock import ManualClock
+    from stove_ctl.rules import MqttFlame
+
+    tap = MqttFlame(ManualClock(), LIT_ABOVE_MV, "ON", "OFF", stale_s=30)
+    tap.update(Incoming("t", b"24.5", retain=False))
+    for junk in (b"nan", b"NaN", b"inf", b"-inf"):
+        tap.update(Incoming("t", junk, retain=False))
+        assert tap.flame() is True and tap.reading() == 24.5
