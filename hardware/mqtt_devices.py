@@ -4,7 +4,8 @@ Relays (their channels switch a :class:`hardware.SimRelay`, whose contacts sit i
 stove model's thermocouple circuits):
 
 - :class:`TasmotaRelay` — ``cmnd/<t>/POWER<n>`` (ON/OFF/TOGGLE, empty = query),
-  ``PulseTime<n>`` (stored; ends every later ON), replies on ``stat/<t>/RESULT`` and
+  ``PulseTime<n>`` (stored; ends every later ON; setting it restarts or, with 0,
+  cancels a pulse under way), replies on ``stat/<t>/RESULT`` and
   ``stat/<t>/POWER<n>``, retained ``tele/<t>/LWT`` Online/Offline (last will).
 - :class:`Zigbee2MqttRelay` — ``zigbee2mqtt/<name>/set`` ``{"state": "ON", "on_time": s}``
   (``state_l1`` … for endpoints), ``/get``, state JSON on ``zigbee2mqtt/<name>``,
@@ -200,6 +201,17 @@ class TasmotaRelay(_RelayDevice):
     def pulse_seconds(value: int) -> float:
         return value / 10 if value <= 111 else float(value - 100)
 
+    def _restart_pulse(self, channel: int) -> None:
+        """Setting PulseTime also restarts the running timer (Tasmota's SetPulseTimer):
+        0 cancels a pulse under way, N ends the channel N from now, whatever its state."""
+        timer = self._auto_off.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+        value = self.pulse_time[channel]
+        if value and channel not in self.board.stuck:
+            seconds = self.pulse_seconds(value)
+            self._auto_off[channel] = self.after(seconds, lambda: self._auto(channel))
+
     def handle(self, topic: str, payload: bytes) -> None:
         command = topic.rsplit("/", 1)[-1].upper()
         text = payload.decode(errors="replace").strip().upper()
@@ -225,6 +237,7 @@ class TasmotaRelay(_RelayDevice):
                 except ValueError:
                     return
                 self.pulse_time[channel] = max(0, min(64900, value))
+                self._restart_pulse(channel)
             value = self.pulse_time[channel]
             self.publish(
                 f"stat/{self.topic}/RESULT",

@@ -22,6 +22,7 @@ from stove_ctl.config import TrustConfig
 from stove_ctl.eager import start as eager_start
 from stove_ctl.errors import CommandError, RelayError, RelayMismatch
 from stove_ctl.events import EventKind, EventLog
+from stove_ctl.flame import watch as watch_flame
 from stove_ctl.relay import FlameInput, Relay, Wiring
 from stove_ctl.retry import backoff
 from stove_ctl.state import LockRecord, PersistedState, ShutoffRecord, StateStore
@@ -512,29 +513,44 @@ class Controller:
                 if not future.done():
                     future.set_result(None)
 
-    async def _flame_out_within(self, burner: _Burner, seconds: float) -> bool:
-        assert burner.spec.flame is not None
-        deadline = self.clock.monotonic() + seconds
-        while self.clock.monotonic() < deadline:
-            if burner.spec.flame.flame() is False:
-                return True
-            await self.clock.sleep(0.2)
-        return burner.spec.flame.flame() is False
-
     async def _verify_flame_out(
         self, burner: _Burner, record: ShutoffRecord, started: float
     ) -> None:
-        """Closed loop (invariant 6): the flame must be seen out within confirm_s of
-        the cut; else cut again; still lit, lock the burner and raise an alarm."""
+        """Closed loop (invariants 6, 10): the flame must be seen out within confirm_s
+        of the cut (or a lagging reading seen falling); else cut again; still lit, lock
+        the burner and raise an alarm. A reading that fell and rises again is a person
+        relighting the burner: recorded, never cut again for it."""
         source, command_id = record.source, record.command_id
+        flame = burner.spec.flame
+        assert flame is not None
         for attempt in (1, 2):
-            if await self._flame_out_within(burner, self.confirm_s):
+            seen, trend = await watch_flame(flame, self.clock, self.confirm_s)
+            if seen == "out":
+                # Still reading "lit", yet seen falling: confirmed by the trend.
+                by_trend = flame.flame() is not False
                 self._emit(
                     "flame_out_confirmed",
                     burner,
                     source=source,
                     command_id=command_id,
                     latency_ms=self._ms_since(started),
+                    detail={"by": "trend", "mv": trend.last} if by_trend else {},
+                )
+                return
+            if seen == "relit":
+                log.info(
+                    "%s: relit after the cut (the flame reading fell to %.1f mV, then rose "
+                    "to %.1f mV); not cut again",
+                    burner.spec.key,
+                    trend.low,
+                    trend.last,
+                )
+                self._emit(
+                    "flame_relit",
+                    burner,
+                    source=source,
+                    command_id=command_id,
+                    detail={"low_mv": trend.low, "mv": trend.last},
                 )
                 return
             if attempt == 2:
@@ -726,7 +742,14 @@ class Controller:
                 if not wanted() or (not cut and burner.lock is not None):
                     return None
                 try:
-                    if device_pulse_s and want and spec.relay.can_pulse(spec.channel):
+                    # Never on a locked (or being locked) burner: the device would
+                    # end the lock by itself once the hold is over.
+                    if (
+                        device_pulse_s
+                        and want
+                        and burner.lock is None
+                        and spec.relay.can_pulse(spec.channel)
+                    ):
                         # Counted from before sending: the device starts no earlier.
                         burner.pulse_ends = self.clock.monotonic() + device_pulse_s
                         await spec.relay.pulse(spec.channel, want, device_pulse_s)
@@ -816,7 +839,10 @@ class Controller:
         spec = burner.spec
         source = spec.relay.external_source
         async with burner.io:
-            read = asyncio.ensure_future(spec.relay.read(spec.channel))
+            # A locked burner's state is asked of the device, not taken from a report
+            # anyone who may publish on the relay's topics could have sent.
+            fresh = burner.lock is not None
+            read = asyncio.ensure_future(spec.relay.read(spec.channel, fresh=fresh))
             burner.poll_read = read
             try:
                 await asyncio.wait({read})

@@ -43,6 +43,7 @@ EventKind = Literal[
     "warning",
     "snoozed",
     "flame_out_confirmed",
+    "flame_relit",
     "alarm",
     "input",
     "clock_jump",

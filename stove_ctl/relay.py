@@ -42,7 +42,10 @@ class Relay(Protocol):
 
     async def set(self, channel: int, on: bool) -> None: ...
 
-    async def read(self, channel: int) -> bool: ...
+    async def read(self, channel: int, fresh: bool = False) -> bool:
+        """The channel's state. ``fresh``: the device's answer to a question asked now,
+        where a driver could otherwise answer from what the device reported earlier."""
+        ...
 
     def can_pulse(self, channel: int) -> bool:
         """Whether the device can switch ``on`` and back by itself (device-side pulse)."""
@@ -59,3 +62,8 @@ class FlameInput(Protocol):
     """Something that knows whether a burner's flame is lit (None: cannot tell)."""
 
     def flame(self) -> bool | None: ...
+
+    def reading(self) -> float | None:
+        """The latest reading in millivolts, for an input that measures (a thermocouple
+        tap, which lags the flame); None for an on/off input or no fresh reading."""
+        ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,17 +192,23 @@ class MqttFlame:
         self.payload_lit, self.payload_out = lit, out
         self.stale_s = stale_s
         self._value: bool | None = None
+        self._mv: float | None = None
         self._at = 0.0
 
     def update(self, message: Incoming) -> None:
         text = message.payload.decode(errors="replace").strip()
         value: bool | None
+        mv: float | None = None
         if self.lit_above_mv is not None:
             try:
-                value = float(text) >= self.lit_above_mv
+                mv = float(text)
             except ValueError:
                 log.warning("flame sensor sent %r, not millivolts; ignored", text[:40])
                 return
+            if not math.isfinite(mv):
+                log.warning("flame sensor sent %r, not millivolts; ignored", text[:40])
+                return
+            value = mv >= self.lit_above_mv
         elif text == self.payload_lit:
             value = True
         elif text == self.payload_out:
@@ -209,12 +216,17 @@ class MqttFlame:
         else:
             log.warning("flame sensor sent %r; ignored", text[:40])
             return
-        self._value, self._at = value, self.clock.monotonic()
+        self._value, self._mv, self._at = value, mv, self.clock.monotonic()
 
     def flame(self) -> bool | None:
         if self._value is None or self.clock.monotonic() - self._at > self.stale_s:
             return None
         return self._value
+
+    def reading(self) -> float | None:
+        if self.flame() is None:
+            return None
+        return self._mv
 
 
 class MqttInputs:

@@ -15,13 +15,15 @@ from hypothesis import settings
 
 import hardware
 from stove_ctl import quiet
+from stove_ctl.broker import Incoming
 from stove_ctl.clock import ManualClock
 from stove_ctl.commands import Command
 from stove_ctl.config import TrustConfig
 from stove_ctl.controller import BurnerSpec, Controller
 from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
 from stove_ctl.events import Event, EventLog
-from stove_ctl.relay import Wiring
+from stove_ctl.relay import FlameInput, Wiring
+from stove_ctl.rules import MqttFlame
 from stove_ctl.state import StateStore
 
 # Property tests find bugs when someone is looking, not in CI (STYLE 15). "ci": the
@@ -67,6 +69,8 @@ class Kitchen:
     controller: Controller
     events: EventLog
     state_dir: Path
+    # Thermocouple millivolt taps (MQTT flame inputs), fed by feed_taps()
+    taps: dict[str, MqttFlame]
 
     def burner(self, name: str) -> hardware.Burner:
         return self.stove.burners[name]
@@ -81,6 +85,19 @@ class Kitchen:
     async def do(self, action: str, burner: str | None = None, **kw: Any) -> dict[str, Any]:
         cmd = Command(action=action, burner=burner, **kw)  # type: ignore[arg-type]
         return await self.controller.execute(cmd, wait="accepted")
+
+    def feed_taps(self, period_s: float = 1.0) -> asyncio.Task[None]:
+        """Publish each burner's thermocouple EMF to its tap every ``period_s``, as
+        the simulated MQTT sensor does (hardware.mqtt_devices.FlameSensor)."""
+
+        async def feed() -> None:
+            while True:
+                for name, tap in self.taps.items():
+                    mv = f"{self.burner(name).thermocouple_mv:.2f}".encode()
+                    tap.update(Incoming(f"sensor/{name}", mv, retain=False))
+                await self.clock.sleep(period_s)
+
+        return asyncio.ensure_future(feed())
 
     async def advance(self, seconds: float, step: float = 0.05) -> None:
         """Advance in small steps so the physics sees each change when it happens."""
@@ -98,13 +115,17 @@ def make_kitchen(
     events_path: Path | str | None = "default",
     contact_ohm: dict[str, float] | None = None,
     confirm_s: float = 30.0,
+    lit_above_mv: float | None = None,
 ) -> Kitchen:
+    """With ``lit_above_mv``, each burner's flame input is a thermocouple tap over MQTT
+    (lags the flame) instead of the simulator's own knowledge of the flame."""
     wirings = wirings or {"left": Wiring.NC_SERIES, "right": Wiring.NC_SERIES}
     clock = ManualClock()
     stove = hardware.Stove(clock)
     board = hardware.SimRelay(channels=len(wirings), state_file=state_dir / "relay.json")
     relay = SimulatedRelay("board", board)
     specs = []
+    taps: dict[str, MqttFlame] = {}
     for channel, (name, wiring) in enumerate(wirings.items(), start=1):
         physical = stove.add_burner(
             name,
@@ -116,6 +137,9 @@ def make_kitchen(
             if wiring is Wiring.NO_SERIES:
                 board.set(channel, True)  # the circuit is intact only when energised
             physical.light_and_hold()
+        flame: FlameInput = SimulatedFlame(physical)
+        if lit_above_mv is not None:
+            flame = taps[name] = MqttFlame(clock, lit_above_mv, "ON", "OFF", stale_s=30)
         specs.append(
             BurnerSpec(
                 stove="kitchen",
@@ -124,7 +148,7 @@ def make_kitchen(
                 channel=channel,
                 wiring=wiring,
                 pulse_s=pulse_s,
-                flame=SimulatedFlame(physical),
+                flame=flame,
             )
         )
     path = state_dir / "events.db" if events_path == "default" else events_path
@@ -132,7 +156,7 @@ def make_kitchen(
     controller = Controller(
         specs, events, StateStore(state_dir / "state.json"), clock, trust, confirm_s=confirm_s
     )
-    return Kitchen(clock, board, stove, controller, events, state_dir)
+    return Kitchen(clock, board, stove, controller, events, state_dir, taps)
 
 
 @pytest.fixture

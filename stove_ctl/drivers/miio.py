@@ -345,7 +345,7 @@ class MiioRelay:
             ]
         )
 
-    async def read(self, channel: int) -> bool:
+    async def read(self, channel: int, fresh: bool = False) -> bool:  # always asks
         if self.legacy:
             result = await self._send("get_prop", ["power"])
             if not isinstance(result, list) or not result or result[0] not in ("on", "off"):

@@ -36,6 +36,9 @@ QUERY_AFTER_S = 0.25
 class _Channel:
     state: bool | None = None
     version: int = 0
+    # The state changed by a report nobody here asked for (a button, another client,
+    # or a forgery): a fresh read asks the device before believing it.
+    doubt: bool = False
     # _await_report's futures, each woken (True) by the next report
     waiters: list[asyncio.Future[bool]] = field(default_factory=list)
 
@@ -152,6 +155,8 @@ class MqttRelay:
             if value is None:
                 return
             state = self._channels[channel]
+            if state.state is not None and value != state.state:
+                state.doubt = True
             state.state = value
             state.version += 1
             waiters, state.waiters = state.waiters, []
@@ -227,10 +232,12 @@ class MqttRelay:
             raise RelayRejected(f"relay {self.name!r} ({self.preset.name}) has no device pulse")
         await self._command(channel, True, pulse.messages, hold=pulse.encode(hold_s))
 
-    async def read(self, channel: int) -> bool:
+    async def read(self, channel: int, fresh: bool = False) -> bool:
+        """The last reported state; ``fresh``: the same, unless it changed since the device
+        last answered us: then the device is asked (a preset without a query cannot be)."""
         state = self._channel(channel)
         self._check_available()
-        if state.state is not None:
+        if state.state is not None and not (fresh and state.doubt and self.preset.query):
             return state.state
         await self._await_report(channel, state.version, None)
         assert state.state is not None
@@ -289,6 +296,7 @@ class MqttRelay:
         while True:
             if state.version > since and state.state is not None:
                 if want is None or state.state == want:
+                    state.doubt = False  # the device's answer to us
                     return
                 seen_other = True
             now = loop.time()
