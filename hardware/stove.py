@@ -165,6 +165,23 @@ class Burner:
         return self._emf_mv
 
     @property
+    def terminal_mv(self) -> float:
+        """The voltage across the thermocouple's terminals, under the circuit's load:
+        what a millivolt tap wired across them reads. It follows the relay contact as
+        well as the tip: a cut series contact unloads it (the full EMF), a parallel
+        contact shorts it (towards 0)."""
+        self.sync()
+        load = k.WIRING_OHM + k.COIL_OHM
+        if self.wiring in (Wiring.NC_SERIES, Wiring.NO_SERIES):
+            if not self.contact.closed:
+                return self._emf_mv
+            load += self.contact.resistance_ohm
+        elif self.contact.closed:
+            short = self.contact.resistance_ohm
+            load = short * load / (short + load)
+        return self._emf_mv * load / (k.THERMOCOUPLE_OHM + load)
+
+    @property
     def coil_current_a(self) -> float:
         self.sync()
         return self._coil_a

@@ -23,7 +23,7 @@ from stove_ctl.eager import start as eager_start
 from stove_ctl.errors import CommandError, RelayError, RelayMismatch
 from stove_ctl.events import EventKind, EventLog
 from stove_ctl.flame import watch as watch_flame
-from stove_ctl.relay import FlameInput, Relay, Wiring
+from stove_ctl.relay import FlameInput, Relay, Sample, Wiring
 from stove_ctl.retry import backoff
 from stove_ctl.state import LockRecord, PersistedState, ShutoffRecord, StateStore
 from stove_ctl.text import burner_vocabulary
@@ -72,6 +72,7 @@ class _Shutoff:
     task: asyncio.Task[None] | None = None
     restoring: bool = False  # the hold is over: a new request needs a pulse of its own
     after: asyncio.Future[None] | None = None  # the pulse this one waits to follow
+    verify: bool = True  # watch the flame after the cut (not for the flame check's re-cut)
 
 
 @dataclass
@@ -84,12 +85,21 @@ class _Burner:
     reasserting: bool = False
     driving: int = 0  # relay actions in progress (retries included)
     relay_cut: bool | None = None  # last confirmed state of the circuit
+    intact_since: float | None = None  # monotonic time it was last seen intact (not cut)
     shutoff: _Shutoff | None = None  # the one in flight, if any
     pulse_ends: float | None = None  # when the relay's own auto-off restores the circuit
     last_shutoff: ShutoffRecord | None = None
     lock_confirmed: asyncio.Future[None] | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     poll_read: asyncio.Task[bool] | None = None  # a polling read in flight
+
+    def seen(self, cut: bool, now: float) -> None:
+        """The circuit was read (or confirmed) ``cut`` or intact at ``now``."""
+        if not cut and self.relay_cut is not False:
+            self.intact_since = now
+        elif cut:
+            self.intact_since = None
+        self.relay_cut = cut
 
     @property
     def pulsing(self) -> bool:
@@ -237,7 +247,7 @@ class Controller:
             )
             return
         if not found_cut:
-            burner.relay_cut = False
+            burner.seen(False, self.clock.monotonic())
             if last is not None and last.outcome == "cutting":
                 # The pulse was cut short by a crash, and the relay's own off-delay (or
                 # a person) restored the circuit while the daemon was down.
@@ -255,7 +265,7 @@ class Controller:
         # Found cut and not locked: a pulse the previous daemon did not finish, or a
         # cut someone made (Mi Home, a button) while we were starting. Either way it is
         # held for a full pulse_s before it is restored: a cut never ends early.
-        burner.relay_cut = True
+        burner.seen(True, self.clock.monotonic())
         interrupted = last is not None and last.outcome == "cutting"
         command_id = (last.command_id if interrupted and last else None) or "startup"
         self._start_shutoff(burner, Command(action="shutoff", source="startup", id=command_id))
@@ -276,7 +286,7 @@ class Controller:
                     burner.link_fault = f"relay not answering: {exc}"
             await self.clock.sleep(next(delays))
         burner.link_fault = None
-        burner.relay_cut = burner.spec.wiring.is_cut(on)
+        burner.seen(burner.spec.wiring.is_cut(on), self.clock.monotonic())
         if not burner.relay_cut or burner.lock is not None:
             return
         log.error("%s: found cut with the saved state lost: held locked", burner.spec.key)
@@ -443,7 +453,9 @@ class Controller:
 
     # -- shutoff -----------------------------------------------------------------
 
-    def _start_shutoff(self, burner: _Burner, cmd: Command) -> tuple[_Shutoff, bool]:
+    def _start_shutoff(
+        self, burner: _Burner, cmd: Command, verify: bool = True
+    ) -> tuple[_Shutoff, bool]:
         """Start a shutoff, or join the one in flight (invariant 5). Returns (it, joined).
 
         Only a pulse still holding the circuit cut can be joined. Once its restore has
@@ -461,6 +473,7 @@ class Controller:
             cut_confirmed=loop.create_future(),
             done=loop.create_future(),
             after=current.done if current is not None else None,
+            verify=verify,
         )
         burner.shutoff = shutoff
         burner.last_shutoff = shutoff.record
@@ -482,6 +495,7 @@ class Controller:
         try:
             if shutoff.after is not None:
                 await shutoff.after
+            before = self._flame_before_cut(burner)
             burner.pulse_ends = None
             latency = await self._drive(
                 burner,
@@ -495,8 +509,9 @@ class Controller:
             record.cut_latency_ms = latency
             shutoff.cut_confirmed.set_result(None)
             self._save()
-            if burner.spec.flame is not None and burner.spec.flame.flame() is not None:
-                self._spawn(burner, self._verify_flame_out(burner, record, started))
+            flame = burner.spec.flame
+            if shutoff.verify and flame is not None and flame.flame() is not None:
+                self._spawn(burner, self._verify_flame_out(burner, record, started, before))
             await self.clock.sleep(burner.spec.pulse_s)
             shutoff.restoring = True
             restored = await self._drive(
@@ -513,8 +528,15 @@ class Controller:
                 if not future.done():
                     future.set_result(None)
 
+    def _flame_before_cut(self, burner: _Burner) -> Sample | None:
+        """The flame input's reading with the circuit intact, just before a cut."""
+        flame = burner.spec.flame
+        if flame is None or burner.relay_cut is not False:
+            return None
+        return flame.reading()
+
     async def _verify_flame_out(
-        self, burner: _Burner, record: ShutoffRecord, started: float
+        self, burner: _Burner, record: ShutoffRecord, started: float, before: Sample | None
     ) -> None:
         """Closed loop (invariants 6, 10): the flame must be seen out within confirm_s
         of the cut (or a lagging reading seen falling); else cut again; still lit, lock
@@ -524,7 +546,9 @@ class Controller:
         flame = burner.spec.flame
         assert flame is not None
         for attempt in (1, 2):
-            seen, trend = await watch_flame(flame, self.clock, self.confirm_s)
+            seen, trend = await watch_flame(
+                flame, self.clock, self.confirm_s, before, lambda: burner.intact_since
+            )
             if seen == "out":
                 # Still reading "lit", yet seen falling: confirmed by the trend.
                 by_trend = flame.flame() is not False
@@ -569,7 +593,9 @@ class Controller:
             again = Command.model_validate(
                 {"action": "shutoff", "source": source, "id": command_id}
             )
-            retry, _ = self._start_shutoff(burner, again)
+            before = self._flame_before_cut(burner)
+            # The re-cut is watched here, by its second attempt, not by a check of its own.
+            retry, _ = self._start_shutoff(burner, again, verify=False)
             await retry.cut_confirmed
         self._emit(
             "alarm",
@@ -773,7 +799,7 @@ class Controller:
                 except RelayError as exc:
                     failure: RelayError = exc
                 else:
-                    burner.relay_cut = cut
+                    burner.seen(cut, self.clock.monotonic())
                     latency = self._ms_since(started)
                     if burner.fault is not None:
                         self._emit("recovered", burner, source=source, detail={"was": burner.fault})
@@ -864,7 +890,8 @@ class Controller:
             if burner.link_fault is not None:
                 self._emit("recovered", burner, detail={"was": burner.link_fault})
                 burner.link_fault = None
-            known, burner.relay_cut = burner.relay_cut, cut_now
+            known = burner.relay_cut
+            burner.seen(cut_now, self.clock.monotonic())
         if known is None or cut_now == known:
             return
         if cut_now and burner.lock is None and not burner.pulsing:

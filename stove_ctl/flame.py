@@ -5,14 +5,23 @@ gone: right after a good cut it still reads "lit". So where the input gives a
 reading, a cut is judged by its trend. After a cut that put the flame out, the
 reading falls. One that fell and rises again is a person relighting the burner, not
 a failed cut. One that never falls is a cut that did not close the valve.
+
+Only readings taken with the circuit intact count, and they are compared with the
+reading from just before the cut. A tap wired across the thermocouple's terminals
+reads the circuit as well as the flame: a cut series contact unloads it (it reads
+higher), a parallel contact shorts it (towards 0, even when the short is too poor to
+drop the valve). Read during the cut, such a tap would fake a fall, and the fall a
+relight: a failed cut taken for a good one. Before and after the cut, the circuit is
+the same, and only the tip's temperature can move the reading.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from stove_ctl.clock import Clock
-from stove_ctl.relay import FlameInput
+from stove_ctl.relay import FlameInput, Sample
 
 Seen = Literal["out", "relit", "lit"]
 
@@ -24,10 +33,13 @@ RISE_MV = 1.0
 
 
 class Trend:
-    """The readings of one flame input since a cut."""
+    """The readings of one flame input since a cut, against the one before it."""
 
-    def __init__(self) -> None:
-        self.high: float | None = None  # the highest reading until it fell
+    def __init__(self, before: float | None = None) -> None:
+        # The reading before the cut, when there is one: the level a fall is measured
+        # from. Without it, the highest reading until it fell.
+        self.before = before
+        self.high: float | None = before
         self.low: float | None = None  # the lowest reading since it fell
         self.last: float | None = None
         self.relit = False
@@ -41,7 +53,9 @@ class Trend:
             return
         self.last = mv
         if self.low is None:
-            self.high = mv if self.high is None else max(self.high, mv)
+            if self.before is None:
+                self.high = mv if self.high is None else max(self.high, mv)
+            assert self.high is not None
             if mv <= self.high - FALL_MV:
                 self.low = mv
         else:
@@ -49,15 +63,30 @@ class Trend:
             self.relit = mv >= self.low + RISE_MV
 
 
-async def watch(flame: FlameInput, clock: Clock, seconds: float) -> tuple[Seen, Trend]:
+async def watch(
+    flame: FlameInput,
+    clock: Clock,
+    seconds: float,
+    before: Sample | None,
+    intact_since: Callable[[], float | None],
+) -> tuple[Seen, Trend]:
     """Watch a flame input for ``seconds`` after a cut. "out": seen out, or its reading
-    fell; "relit": its reading fell, then rose; "lit": neither (the cut failed)."""
-    trend = Trend()
+    fell; "relit": its reading fell, then rose; "lit": neither (the cut failed).
+
+    ``before``: the reading taken before the cut. ``intact_since``: since when the
+    circuit has been intact (None while it is cut); a reading counts only if it was
+    taken since then, and so does an "out" from an input that measures."""
+    trend = Trend(before.mv if before is not None else None)
     deadline = clock.monotonic() + seconds
     while True:
-        if flame.flame() is False:
+        sample = flame.reading()
+        since = intact_since()
+        counts = sample is not None and since is not None and sample.at >= since
+        if flame.flame() is False and (sample is None or counts):
             return "out", trend
-        trend.add(flame.reading())
+        if counts:
+            assert sample is not None
+            trend.add(sample.mv)
         if trend.relit:
             return "relit", trend
         if clock.monotonic() >= deadline:

@@ -8,7 +8,7 @@ controller asks :class:`Wiring` and never says "on" where it means "cut".
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Wiring(enum.StrEnum):
@@ -58,12 +58,19 @@ class Relay(Protocol):
     async def close(self) -> None: ...
 
 
+class Sample(NamedTuple):
+    """One reading of a flame input that measures, and when it was taken."""
+
+    mv: float
+    at: float  # the clock's monotonic time
+
+
 class FlameInput(Protocol):
     """Something that knows whether a burner's flame is lit (None: cannot tell)."""
 
     def flame(self) -> bool | None: ...
 
-    def reading(self) -> float | None:
+    def reading(self) -> Sample | None:
         """The latest reading in millivolts, for an input that measures (a thermocouple
         tap, which lags the flame); None for an on/off input or no fresh reading."""
         ...

@@ -21,6 +21,7 @@ from stove_ctl.config import InputsConfig, RulesConfig
 from stove_ctl.controller import Controller, _Burner
 from stove_ctl.errors import CommandError
 from stove_ctl.events import EventLog
+from stove_ctl.relay import Sample
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -223,10 +224,10 @@ class MqttFlame:
             return None
         return self._value
 
-    def reading(self) -> float | None:
-        if self.flame() is None:
+    def reading(self) -> Sample | None:
+        if self.flame() is None or self._mv is None:
             return None
-        return self._mv
+        return Sample(self._mv, self._at)
 
 
 class MqttInputs:

@@ -86,14 +86,18 @@ class Kitchen:
         cmd = Command(action=action, burner=burner, **kw)  # type: ignore[arg-type]
         return await self.controller.execute(cmd, wait="accepted")
 
-    def feed_taps(self, period_s: float = 1.0) -> asyncio.Task[None]:
+    def feed_taps(self, period_s: float = 1.0, terminals: bool = False) -> asyncio.Task[None]:
         """Publish each burner's thermocouple EMF to its tap every ``period_s``, as
-        the simulated MQTT sensor does (hardware.mqtt_devices.FlameSensor)."""
+        the simulated MQTT sensor does (hardware.mqtt_devices.FlameSensor).
+        ``terminals``: the voltage across the thermocouple's terminals instead, which
+        the relay contact moves too (hardware.Burner.terminal_mv)."""
 
         async def feed() -> None:
             while True:
                 for name, tap in self.taps.items():
-                    mv = f"{self.burner(name).thermocouple_mv:.2f}".encode()
+                    burner = self.burner(name)
+                    value = burner.terminal_mv if terminals else burner.thermocouple_mv
+                    mv = f"{value:.2f}".encode()
                     tap.update(Incoming(f"sensor/{name}", mv, retain=False))
                 await self.clock.sleep(period_s)
 

@@ -91,8 +91,70 @@ def test_a_tap_that_sends_nan_or_inf_is_ignored_not_read_as_out() -> None:
     from stove_ctl.clock import ManualClock
     from stove_ctl.rules import MqttFlame
 
-    tap = MqttFlame(ManualClock(), LIT_ABOVE_MV, "ON", "OFF", stale_s=30)
+    clock = ManualClock()
+    tap = MqttFlame(clock, LIT_ABOVE_MV, "ON", "OFF", stale_s=30)
     tap.update(Incoming("t", b"24.5", retain=False))
     for junk in (b"nan", b"NaN", b"inf", b"-inf"):
         tap.update(Incoming("t", junk, retain=False))
-        assert tap.flame() is True and tap.reading() == 24.5
+        assert tap.flame() is True and tap.reading() == (24.5, clock.monotonic())
+
+
+def test_a_tap_across_the_terminals_does_not_take_a_poor_short_for_a_good_cut(
+    kitchen_factory,
+) -> None:
+    """A parallel contact of 0.04 Ohm pulls the terminals from 15.5 to 9.6 mV, below
+    the threshold, yet leaves the coil enough current to hold the valve. Read during
+    the cut, the tap would say "out", then "relit" once restored. Compared with the
+    reading before the cut, it never fell: cut again, then locked with an alarm."""
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory(
+            wirings={"left": Wiring.NO_PARALLEL, "right": Wiring.NC_SERIES},
+            contact_ohm={"left": 0.04},
+            lit_above_mv=LIT_ABOVE_MV,
+        )
+        k.feed_taps(terminals=True)
+        await k.controller.start()
+        await k.advance(2.0)
+        await k.do("shutoff", "left")
+        await k.advance(1.0)
+        assert k.burner("left").terminal_mv < LIT_ABOVE_MV  # the short pulls it down
+        assert k.burner("left").valve_open  # but the valve holds
+        await k.advance(62.0)
+        kinds = k.kinds(LEFT)
+        assert kinds.count("cut_confirmed") == 3  # the cut, the re-cut at 30 s, the lock
+        assert "flame_out_confirmed" not in kinds and "flame_relit" not in kinds
+        assert kinds.count("alarm") == 1
+        assert k.controller.status()["burners"][0]["mode"] == "locked"
+        await k.advance(60.0)  # the check is over: nothing more is cut or raised
+        assert k.kinds(LEFT) == kinds
+
+    run(body())
+
+
+def test_a_relight_read_across_the_terminals_is_still_a_relight(kitchen_factory) -> None:
+    """A series contact: while it is cut the terminals read the full EMF (no load).
+    Those readings are not counted; the ones after the restore fell from the one
+    before the cut, then rose with the relight."""
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory(lit_above_mv=LIT_ABOVE_MV)
+        k.feed_taps(terminals=True)
+        await k.controller.start()
+        await k.advance(2.0)
+        before = k.burner("left").terminal_mv
+        await k.do("shutoff", "left")
+        await k.advance(1.0)
+        assert k.burner("left").terminal_mv > before  # unloaded while cut
+        await k.advance(3.0)  # restored at 3 s
+        left = k.burner("left")
+        left.press_and_turn()
+        await k.advance(5.0)
+        left.release()
+        await k.advance(60.0)
+        assert left.flame
+        kinds = k.kinds(LEFT)
+        assert kinds.count("cut_commanded") == 1 and "alarm" not in kinds
+        assert "flame_relit" in kinds
+
+    run(body())

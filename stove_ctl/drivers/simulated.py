@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hardware import Burner, RelayOffline, SimRelay
 from stove_ctl.errors import RelayRejected, RelayUnreachable
+from stove_ctl.relay import Sample
 
 
 class SimulatedRelay:
@@ -47,5 +48,5 @@ class SimulatedFlame:
     def flame(self) -> bool | None:
         return self._burner.flame
 
-    def reading(self) -> float | None:
+    def reading(self) -> Sample | None:
         return None  # it knows the flame itself, with no lag to judge by a trend
