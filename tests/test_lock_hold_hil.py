@@ -53,7 +53,12 @@ def tasmota(tmp_path, broker, cleanup):
     return stove, board, device, daemon
 
 
-def test_a_locked_burner_is_never_switched_back_by_a_device_side_pulse(tasmota) -> None:
+def test_a_locked_burner_is_never_switched_back_by_a_device_side_pulse(
+    tasmota, record_property
+) -> None:
+    """Attempt: on a Tasmota relay, lock a burner while its shutoff pulse (PulseTime) is
+    armed, then ask for another shutoff of the locked burner.
+    Expected: the relay switches the locked burner once (cut) and never back."""
     stove, board, device, daemon = tasmota
     changes = Changes(board)
     # A shutoff in flight (PulseTime armed in the device) when the lock arrives.
@@ -70,6 +75,9 @@ def test_a_locked_burner_is_never_switched_back_by_a_device_side_pulse(tasmota) 
     assert daemon.status("left")["mode"] == "locked"
     assert not stove.burners["left"].flame
     assert "lock_reasserted" not in [e["kind"] for e in daemon.events()]
+    record_property(
+        "observed", f"relay changes {changes.since(0)}, PulseTime1 {device.pulse_time[1]}"
+    )
 
 
 def test_the_simulated_tasmota_cancels_a_running_pulse_on_pulse_time_0(broker, cleanup) -> None:
@@ -89,11 +97,11 @@ def test_the_simulated_tasmota_cancels_a_running_pulse_on_pulse_time_0(broker, c
 
 
 def test_a_forged_state_report_does_not_hide_a_locked_burner_switched_back(
-    tasmota, broker, cleanup
+    tasmota, broker, cleanup, record_property
 ) -> None:
-    """A client that may publish on the relay's topics switches the locked burner's
-    relay off, then reports it "on" (cut) under the device's name. The daemon asks the
-    device itself and cuts again."""
+    """Attempt: a client that may publish on the relay's topics switches the locked
+    burner's relay off, then reports it "on" (cut) under the device's name.
+    Expected: the daemon asks the device itself and cuts again."""
     _stove, board, _device, daemon = tasmota
     assert daemon.cli("lock", "left").returncode == 0
     assert board.get(1) is True
@@ -107,3 +115,4 @@ def test_a_forged_state_report_does_not_hide_a_locked_burner_switched_back(
     wait_for(lambda: changes.since(0) == [(1, False), (1, True)], 5, daemon.log)
     wait_for(lambda: "lock_reasserted" in [e["kind"] for e in daemon.events()], 5, daemon.log)
     assert daemon.status("left")["mode"] == "locked"
+    record_property("observed", f"relay changes {changes.since(0)}; lock_reasserted")
