@@ -23,6 +23,7 @@ from stove_ctl.text.numbers import normalise
 from stove_ctl.text.times import MATCHERS, BadValue, ClockTime, Duration, Value
 
 MAX_CHARS = 200
+PLACES = ("burner", "side", "stove", "all")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def scan(text: str, vocabulary: dict[str, str]) -> list[Token]:
 def _describe(tokens: list[Token], actions: Iterable[str] = ()) -> str:
     """What was understood, for an error message: action=…, burner=…, in=…, at=…."""
     named = sorted(set(actions)) or sorted(
-        {t.value for t in tokens if t.kind == "action" and t.value != "set"}
+        {t.value for t in tokens if t.kind in ("action", "particle") and t.value != "set"}
     )
     parts = [f"action={'/'.join(named) or '?'}"]
     burners = sorted({t.value for t in tokens if t.kind == "burner"})
@@ -158,7 +159,7 @@ def _actions(tokens: list[Token], refuse: _Refusal) -> set[str]:
                 verb = None
                 continue
             follows = tokens[i + 1].kind if i + 1 < len(tokens) else None
-            if t.text == "on" and (follows in ("burner", "stove", "all", "side") or question):
+            if t.text == "on" and (follows in PLACES or question):
                 continue
             if t.text == "on" and follows == "filler" and tokens[i + 1].text == "the":
                 continue
@@ -177,6 +178,8 @@ def _time(tokens: list[Token], refuse: _Refusal) -> tuple[Value | None, str | No
     for i, t in enumerate(tokens):
         if t.kind in ("delay_before", "by", "for"):
             after = tokens[i + 1] if i + 1 < len(tokens) else None
+            if t.kind == "for" and after is not None and after.kind in PLACES:
+                continue  # "for the left burner"
             if after is None or not isinstance(after.value, Duration):
                 raise refuse(f"{t.text!r} without a duration right after it")
         elif t.kind == "delay_after":
@@ -223,13 +226,13 @@ def parse_text(
         )
     tokens = scan(text, vocabulary)
     refuse = _Refusal(original, tokens)
+    negations = [t.text for t in tokens if t.kind == "neg"]
+    if negations:
+        raise refuse(f"it says not to ({negations[0]!r}), so it is refused")
     unknown = [t.text for t in tokens if t.kind == "unknown"]
     if unknown:
         listed = ", ".join(repr(w) for w in dict.fromkeys(unknown))
         raise refuse(f"not understood: {original!r}: unknown words {listed}")
-    negations = [t.text for t in tokens if t.kind == "neg"]
-    if negations:
-        raise refuse(f"it says not to ({negations[0]!r}), so it is refused")
     actions = _actions(tokens, refuse)
     value, tie = _time(tokens, refuse)
     nouns = {t.kind for t in tokens if t.kind in ("timer", "rule")}
