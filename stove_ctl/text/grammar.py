@@ -53,6 +53,7 @@ def _base_lexicon() -> dict[str, tuple[str, Any]]:
     add("by", words.BY_WORDS)
     add("for", words.FOR_WORDS)
     add("clock_after", words.CLOCK_AFTER)
+    add("clock_before", words.CLOCK_BEFORE)
     add("turn", words.TURN_VERBS)
     for particle, direction in words.PARTICLES.items():
         add("particle", [particle], direction)
@@ -158,10 +159,7 @@ def _actions(tokens: list[Token], refuse: _Refusal) -> set[str]:
                 said.add(t.value)
                 verb = None
                 continue
-            follows = tokens[i + 1].kind if i + 1 < len(tokens) else None
-            if t.text == "on" and (follows in PLACES or question):
-                continue
-            if t.text == "on" and follows == "filler" and tokens[i + 1].text == "the":
+            if t.text == "on" and (_place_follows(tokens, i) or question):
                 continue
             if t.text == "off" and question:
                 continue
@@ -171,6 +169,14 @@ def _actions(tokens: list[Token], refuse: _Refusal) -> set[str]:
     return said
 
 
+def _place_follows(tokens: list[Token], i: int) -> bool:
+    """A burner or the stove follows token i, perhaps after "the" / "my"."""
+    for t in tokens[i + 1 :]:
+        if t.kind != "filler" or t.text not in ("the", "my"):
+            return t.kind in PLACES
+    return False
+
+
 def _time(tokens: list[Token], refuse: _Refusal) -> tuple[Value | None, str | None]:
     """The one time or duration said, and how it is tied to the command: "delay"
     (in, after, 后, 过…), "by", "for", or None (said bare)."""
@@ -178,7 +184,7 @@ def _time(tokens: list[Token], refuse: _Refusal) -> tuple[Value | None, str | No
     for i, t in enumerate(tokens):
         if t.kind in ("delay_before", "by", "for"):
             after = tokens[i + 1] if i + 1 < len(tokens) else None
-            if t.kind == "for" and after is not None and after.kind in PLACES:
+            if t.kind == "for" and _place_follows(tokens, i):
                 continue  # "for the left burner"
             if after is None or not isinstance(after.value, Duration):
                 raise refuse(f"{t.text!r} without a duration right after it")
@@ -190,6 +196,10 @@ def _time(tokens: list[Token], refuse: _Refusal) -> tuple[Value | None, str | No
             before = tokens[i - 1] if i > 0 else None
             if before is None or not isinstance(before.value, ClockTime):
                 raise refuse(f"{t.text!r} without a time of day right before it")
+        elif t.kind == "clock_before":
+            after = tokens[i + 1] if i + 1 < len(tokens) else None
+            if after is None or not isinstance(after.value, ClockTime):
+                raise refuse(f"{t.text!r} without a time of day right after it")
     if not times:
         return None, None
     if len(times) > 1:

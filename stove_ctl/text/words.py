@@ -67,6 +67,7 @@ DELAY_BEFORE = ("过", "再过", "等", "再等", "等待", "in", "after", "with
 DELAY_AFTER = ("后", "以后", "之后", "过后", "内", "之内", "以内", "from now", "later")
 BY_WORDS = ("by",)
 FOR_WORDS = ("for",)
+CLOCK_BEFORE = ("在",)
 CLOCK_AFTER = ("的时候", "整")
 
 NEGATIONS = ("不", "不要", "别", "不用", "先别", "甭", "不必", "勿", "没", "没有", "不需要",
@@ -77,7 +78,7 @@ NEGATIONS = ("不", "不要", "别", "不用", "先别", "甭", "不必", "勿",
 FILLERS = ("把", "的", "了", "吧", "啊", "呀", "呢", "哦", "嗯", "给", "我", "你", "一下", "下",
            "和", "跟", "与", "也", "再", "就", "马上", "立刻", "立即", "现在", "赶紧", "赶快",
            "快点", "快", "那个", "这个", "然后", "个", "掉", "它", "啦", "家里",
-           "的话", "今天", "在",
+           "的话", "今天",
            "the", "a", "an", "my", "it", "its", "and", "of", "to", "now", "right now",
            "immediately", "straight away", "just", "then", "too", "also", "again", "that",
            "this", "please", "hey", "ok", "okay", "with")  # fmt: skip
