@@ -15,7 +15,7 @@ TRADITIONAL = str.maketrans(
 )
 # Punctuation and quotes become spaces; an apostrophe inside a word is kept ("don't").
 _PUNCTUATION = re.compile(
-    r"[，。！？!?,;；、\"“”‘《》()（）\[\]【】~～…·.](?![0-9])|(?<![a-z])'|'(?![a-z])"
+    r"[，。！？!?,;；、\"“”‘《》()（）\[\]【】~～…·.](?![0-9])|(?<![a-z])'|'(?![a-z])|(?<![0-9]):|:(?![0-9])"
 )
 
 
