@@ -84,4 +84,5 @@ FILLERS = ("把", "的", "了", "吧", "啊", "呀", "呢", "哦", "嗯", "给",
            "this", "please", "hey", "ok", "okay", "with")  # fmt: skip
 POLITE = ("请", "麻烦", "麻烦你", "劳驾", "谢谢", "多谢", "帮我", "帮忙", "小爱同学", "小爱",
           "好吗", "可以吗", "行吗", "好不好", "please", "thanks", "thank you", "could you",
-          "can you", "would you", "will you", "kindly", "hey google", "alexa")  # fmt: skip
+          "can you", "would you", "will you", "kindly", "for me", "hey google",
+          "alexa")  # fmt: skip
