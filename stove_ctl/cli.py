@@ -87,9 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     extend = client_command("extend", "push a timer later")
     extend.add_argument("target", metavar="TIMER_ID|BURNER")
     extend.add_argument("delay", help="how much later, e.g. 10m")
-    say = client_command("say", "a command in words, Chinese or English")
+    snooze = client_command(
+        "snooze", "put off the safety rules' cut (every rule of the burner), up to the cap"
+    )
+    snooze.add_argument("burner", nargs="?", default="all", help="burner, stove/burner, or all")
+    snooze.add_argument("delay", help="how much later, e.g. 10m")
+    say = client_command("say", "a command in words, Chinese or English (see docs/TEXT.md)")
     say.add_argument("text", nargs="+")
-    for p in (timer, at, timers, cancel, extend, say):
+    for p in (timer, at, timers, cancel, extend, snooze, say):
         p.add_argument("--json", action="store_true")
 
     for name, text in (("lock", "cut and hold until unlocked"), ("unlock", "end a lock")):
@@ -232,6 +237,8 @@ def _client(args: argparse.Namespace) -> int:
         payload = {"action": args.command, key: args.target}
         if args.command == "extend":
             payload["in"] = args.delay
+    elif args.command == "snooze":
+        payload = {"action": "snooze", "burner": args.burner, "in": args.delay}
     elif args.command == "say":
         payload = {"action": "say", "text": " ".join(args.text)}
     else:
@@ -281,7 +288,12 @@ def _render(reply: dict[str, Any]) -> str:
     lines = []
     for b in reply.get("burners", []):
         name = b["burner"]
-        if action == "shutoff":
+        if action == "snooze":
+            if b["snoozed_s"]:
+                lines.append(f"{name}: rules put off {_dur(b['snoozed_s'])}")
+            else:
+                lines.append(f"{name}: nothing put off ({b.get('reason', 'cap used up')})")
+        elif action == "shutoff":
             lines.append(f"{name}: {_describe_shutoff(b)}")
         elif action == "lock":
             state = (

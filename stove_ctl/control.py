@@ -174,8 +174,21 @@ async def run_text(controller: Controller, text: Any, **extra: Any) -> dict[str,
     if not isinstance(text, str):
         return _error("bad_command", "text must be a string")
     try:
-        understood = parse_text(text, controller.vocabulary(extra.get("stove")))
+        understood = parse_text(
+            text, controller.vocabulary(extra.get("stove")), now=controller.local_now()
+        )
         command = parse_command({**understood, **extra}, source="voice")
+    except CommandError as exc:
+        # Refused before it became a command: recorded here (execute records its own).
+        controller.events.emit(
+            "rejected",
+            controller.clock.time(),
+            source="voice",
+            command_id=extra["id"][:64] if isinstance(extra.get("id"), str) else None,
+            detail={"text": text[:200], "code": exc.code, "error": exc.message},
+        )
+        return {**_error(exc.code, exc.message), "text": text}
+    try:
         reply = await controller.execute(command, wait="confirmed")
     except CommandError as exc:
         return {**_error(exc.code, exc.message), "text": text}

@@ -9,6 +9,7 @@ relay confirms (DESIGN invariants 2, 4, 6).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -125,6 +126,7 @@ class Controller:
         clock: Clock,
         trust: TrustConfig | None = None,
         confirm_s: float = 30.0,
+        zone: dt.tzinfo = dt.UTC,
     ) -> None:
         self._burners: dict[str, _Burner] = {}
         for spec in burners:
@@ -136,6 +138,7 @@ class Controller:
         self.clock = clock
         self.trust = trust or TrustConfig()
         self.confirm_s = confirm_s
+        self.zone = zone  # the config's time zone, for times of day said in words
         self.started_at: float | None = None
         self._pollers: set[asyncio.Task[None]] = set()
         # Extensions: actions handled elsewhere (timers, rules), and extra status fields.
@@ -416,6 +419,10 @@ class Controller:
         if stove is None:
             return list(self._burners.values())
         return [b for b in self._burners.values() if b.spec.stove == stove]
+
+    def local_now(self) -> dt.datetime:
+        """Now on the controller's clock, in the config's time zone."""
+        return dt.datetime.fromtimestamp(self.clock.time(), self.zone)
 
     def vocabulary(self, stove: str | None = None) -> dict[str, str]:
         """Words that name each burner (of ``stove`` only, if given), for text commands."""

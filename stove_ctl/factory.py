@@ -202,7 +202,13 @@ def build(config: Config, clock: Clock) -> Runtime:
                 )
             )
     controller = Controller(
-        specs, events, store, clock, config.trust, confirm_s=config.rules.confirm_s
+        specs,
+        events,
+        store,
+        clock,
+        config.trust,
+        confirm_s=config.rules.confirm_s,
+        zone=config.zone,
     )
     rules = RuleEngine(
         controller, events, clock, config.rules, watches_motion=bool(config.inputs.motion)

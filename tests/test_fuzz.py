@@ -798,7 +798,7 @@ def check_utterance(text: str, vocabulary_name: str) -> Command | None:
     if command.burner != "all":
         words = [w for w, key in vocabulary.items() if key == command.burner]
         assert any(_mentions(text, w) for w in words), (text, command)
-    elif command.action not in ("status", "cancel", "timers"):
+    elif command.action not in ("status", "cancel", "extend", "snooze", "timers"):
         every_one = all(
             any(_mentions(text, w) for w, k in vocabulary.items() if k == key) for key in keys
         )
