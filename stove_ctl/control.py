@@ -185,7 +185,12 @@ async def run_text(controller: Controller, text: Any, **extra: Any) -> dict[str,
             controller.clock.time(),
             source="voice",
             command_id=extra["id"][:64] if isinstance(extra.get("id"), str) else None,
-            detail={"text": text[:200], "code": exc.code, "error": exc.message},
+            detail={
+                "text": text[:200],
+                "code": exc.code,
+                "error": exc.message,
+                **({"stove": extra["stove"]} if isinstance(extra.get("stove"), str) else {}),
+            },
         )
         return {**_error(exc.code, exc.message), "text": text}
     try:

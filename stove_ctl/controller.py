@@ -322,7 +322,11 @@ class Controller:
                 "command",
                 source=cmd.source,
                 command_id=cmd.id,
-                detail={"action": cmd.action, "burner": cmd.burner or cmd.stove or "all"},
+                detail={
+                    "action": cmd.action,
+                    "burner": cmd.burner or cmd.stove or "all",
+                    **_stove_of(cmd),
+                },
             )
             if handler is None and cmd.action == "shutoff":
                 started = [(b, *self._start_shutoff(b, cmd)) for b in targets]
@@ -381,7 +385,12 @@ class Controller:
             "rejected",
             source=cmd.source,
             command_id=cmd.id,
-            detail={"action": cmd.action, "burner": cmd.burner, "error": exc.message},
+            detail={
+                "action": cmd.action,
+                "burner": cmd.burner,
+                "error": exc.message,
+                **_stove_of(cmd),
+            },
         )
 
     def _check_trust(self, cmd: Command) -> None:
@@ -1015,6 +1024,12 @@ class Controller:
         finally:
             timer.cancel()
             inner.remove_done_callback(wake)
+
+
+def _stove_of(cmd: Command) -> dict[str, str]:
+    """``{"stove": …}`` for a command confined to one stove (its MQTT topics), so that
+    its events go to that stove's topics only; nothing for any other command."""
+    return {"stove": cmd.stove} if cmd.stove is not None else {}
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:

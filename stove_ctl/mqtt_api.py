@@ -249,9 +249,9 @@ class MqttApi:
 
     def _on_event(self, event: Event) -> None:
         payload = json.dumps(event.model_dump(), ensure_ascii=False)
-        stove = event.burner.split("/", 1)[0] if event.burner else None
+        stoves = _stoves_of(event)
         for stove_id, channel in self.channels.items():
-            if stove is None or stove == stove_id:
+            if stoves is None or stove_id in stoves:
                 if channel.link.connected:
                     channel.link.publish(channel.topic("events"), payload, qos=0)
                 self._state_soon(channel)
@@ -354,6 +354,21 @@ class MqttApi:
             return {"id": command.id, **result}
 
         return await channel.ids.once(given_id, same, work)
+
+
+def _stoves_of(event: Event) -> set[str] | None:
+    """The stoves an event is about, whose ``…/events`` topics get it: one stove's
+    events never reach another's topics. None: the whole daemon's (start, stop, a
+    store lost), for every stove."""
+    if event.burner:
+        return {event.burner.split("/", 1)[0]}
+    stove = event.detail.get("stove")
+    if isinstance(stove, str):
+        return {stove}
+    burners = event.detail.get("burners")
+    if isinstance(burners, list) and burners and all(isinstance(b, str) for b in burners):
+        return {b.split("/", 1)[0] for b in burners}
+    return None
 
 
 def _error(command_id: str | None, code: str, message: str) -> dict[str, Any]:

@@ -363,7 +363,7 @@ class TimerService:
             self.clock.time(),
             source=cmd.source,
             command_id=cmd.id,
-            detail={"timer": job.id, "due": due.isoformat()},
+            detail={"timer": job.id, "burners": job.kwargs["burners"], "due": due.isoformat()},
         )
         return {"ok": True, "action": "extend", "timer": self._describe(job.id)}
 

@@ -155,14 +155,19 @@ def test_a_stoves_topics_address_only_its_own_burners(
             e for e in events if e["kind"] == "cut_commanded" and e["burner"] == "flat2/hob"
         ]
         assert [e["command_id"] for e in hob_cuts] == ["l"]  # its own lock, nothing else
-        # The kitchen's status shows the kitchen only.
+        # The kitchen's status shows the kitchen only, and flat2's event topic carried
+        # none of the kitchen's commands, refusals or cuts.
         status = ask(watcher, KITCHEN, {"id": "st", "action": "status"})
         assert [b["burner"] for b in status["burners"]] == ["kitchen/left", "kitchen/right"]
+        seen_by_flat2 = [(e["kind"], e["command_id"]) for e in watcher.json(f"{FLAT2}/events")]
+        assert seen_by_flat2, "flat2 got its own events"
+        assert all(cid in ("l", "t", None) for _, cid in seen_by_flat2), seen_by_flat2
         record_property(
             "observed",
             f"lock/unlock flat2 from kitchen: unknown_burner; cancel its timer: unknown_timer; "
             f"hob cuts: {[e['command_id'] for e in hob_cuts]} (its own lock only); "
-            f"关火 cut {[b['burner'] for b in said['burners']]}",
+            f"关火 cut {[b['burner'] for b in said['burners']]}; "
+            f"flat2/events got only its own ({len(seen_by_flat2)} events)",
         )
     finally:
         watcher.close()
