@@ -66,7 +66,13 @@ def test_say_reads_every_word_or_refuses_and_records_it(tmp_path: Path, daemons)
     wait_for(lambda: daemon.status("left")["flame"] == "out", 10, daemon.log)
     assert daemon.status("right")["flame"] == "lit"
 
-    # snooze: the CLI command and the text.
+    # snooze: bad arguments are one line, exit 2, and snooze nothing.
+    for args in (("left", "-5m"), ("left", "99h"), ("oven", "5m"), ("left", "soon"), ("0",)):
+        bad = daemon.cli("snooze", *args)
+        assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
+        assert bad.stderr.startswith("stove-ctl: ") and bad.stderr.count("\n") == 1, bad.stderr
+    assert "snoozed" not in [e["kind"] for e in daemon.events()]
+    # The CLI command and the text.
     snooze = daemon.cli("snooze", "right", "10m")
     assert snooze.returncode == 0, snooze.stderr
     assert snooze.stdout.strip() == "kitchen/right: rules put off 10m00s", snooze.stdout
