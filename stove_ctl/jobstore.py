@@ -38,6 +38,8 @@ from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLook
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
+from stove_ctl.state import damaged_name
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -93,11 +95,7 @@ class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
 
     def _put_aside(self) -> Path:
         """Move the unreadable file (and its WAL) to a name of its own; never overwrite."""
-        aside = self.path.with_name(self.path.name + ".damaged")
-        n = 1
-        while aside.exists() or aside.is_symlink():
-            n += 1
-            aside = self.path.with_name(f"{self.path.name}.damaged-{n}")
+        aside = damaged_name(self.path)
         os.replace(self.path, aside)
         for suffix in ("-wal", "-shm"):
             extra = self.path.with_name(self.path.name + suffix)

@@ -69,7 +69,7 @@ class StateStore:
             return PersistedState()
         except (OSError, ValueError, ValidationError) as exc:
             reason = _reason(exc)
-        aside = _aside(self.path)
+        aside = damaged_name(self.path)
         try:
             os.replace(self.path, aside)
             kept = f"kept as {aside}"
@@ -124,8 +124,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _aside(path: Path) -> Path:
-    """A name no earlier damaged file has: state.json.damaged, .damaged-2, …"""
+def damaged_name(path: Path) -> Path:
+    """Where to keep an unreadable file for a person to read: a name no earlier damaged
+    file has (state.json.damaged, .damaged-2, …), so none is ever overwritten."""
     candidate = path.with_name(path.name + ".damaged")
     n = 1
     while candidate.exists() or candidate.is_symlink():
