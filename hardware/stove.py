@@ -57,7 +57,7 @@ class RelayContact:
     normally_closed: bool
     resistance_ohm: float = k.HEALTHY_CONTACT_OHM
     energized: bool = False
-    _before_change: list[_Hook] = field(default_factory=list, repr=False)
+    before_change: list[_Hook] = field(default_factory=list, repr=False)
 
     @property
     def closed(self) -> bool:
@@ -65,7 +65,7 @@ class RelayContact:
 
     def set(self, energized: bool) -> None:
         """Energise or release the relay coil driving this contact."""
-        for hook in self._before_change:
+        for hook in self.before_change:
             hook()
         self.energized = energized
 
@@ -94,7 +94,7 @@ class Burner:
             normally_closed=self.wiring is Wiring.NC_SERIES,
             resistance_ohm=contact_resistance_ohm,
         )
-        self.contact._before_change.append(self.sync)
+        self.contact.before_change.append(self.sync)
         self._knob_open = False
         self._knob_pressed = False
         self._valve_open = False

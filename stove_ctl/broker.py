@@ -14,7 +14,6 @@ Passwords are never logged.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import socket
@@ -25,19 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from stove_ctl import quiet
-
 log = logging.getLogger(__name__)
 RECONNECT_MAX_S = 4
-# The most bytes _coalesce joins into one send (a flood's thousands of PUBACKs).
-MAX_JOINED = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,6 @@ class BrokerLink:
         self._writer_soon: Any = None  # the socket an _add_writer is scheduled for
         self._direct: paho.Client | None = None  # publishing on the loop, written at once
         self._reading = False  # inside paho's loop_read (and its callback lock)
-        self._left_behind: Any = None  # the packet the last _write_now could not send
         self._accepted = False  # the broker accepted the connection (since the last try)
 
     @property
@@ -258,13 +251,7 @@ class BrokerLink:
 
     def _write_now(self, client: paho.Client) -> None:
         if not self._reading and client.socket() is not None and client.want_write():
-            if client is self._client and self._connected.is_set():
-                _coalesce(client, self._left_behind)
             client.loop_write()
-            # What this write could not send (the socket is full): it is retried as
-            # it is, never joined with what is queued after it (_coalesce).
-            queue = getattr(client, "_out_packet", None)
-            self._left_behind = queue[0] if queue else None
 
     def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._on_loop(self._unwatch)
@@ -364,8 +351,8 @@ class BrokerLink:
             self._flush(client, direct)
 
     def publish_all(self, messages: Iterable[tuple[str, str]], qos: int = 1) -> None:
-        """Queue several messages, in order, and write them together: one pass over
-        the socket for all of them (a Tasmota pulse is two), not one per message."""
+        """Queue several messages, in order, and write them together (a Tasmota pulse
+        is two): one ``loop_write`` for all of them, not one per message."""
         client = self._client
         direct = self._writes_now()
         self._direct = client if direct else None
@@ -461,21 +448,12 @@ class BrokerLink:
             response_topic=getattr(props, "ResponseTopic", None) if props else None,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
         )
-        # No garbage collection while a message's handlers run (stove_ctl/quiet.py): a
-        # shutoff's relay command is written from inside them (another link's socket,
-        # or miIO's UDP). One message at a time, not a whole read: in a flood, paho
-        # reads thousands of messages in one call, and collection must run between
-        # them. A shutoff's own hold carries on until its cut is confirmed.
-        release = quiet.hold()
-        try:
-            for handlers in self._matching(message.topic):
-                for handler in list(handlers):
-                    try:
-                        handler(incoming)
-                    except Exception:
-                        log.exception("handler for %s failed", message.topic)
-        finally:
-            release()
+        for handlers in self._matching(message.topic):
+            for handler in list(handlers):
+                try:
+                    handler(incoming)
+                except Exception:
+                    log.exception("handler for %s failed", message.topic)
 
     def _matching(self, topic: str) -> list[list[Handler]]:
         """The handler lists of every subscription matching ``topic``, in the order
@@ -489,78 +467,6 @@ class BrokerLink:
             for pattern, (_, handlers) in list(self._subscriptions.items())
             if paho.topic_matches_sub(pattern, topic)
         ]
-
-
-def _coalesce(client: paho.Client, stuck: Any = None) -> None:
-    """Join each run of packets in paho's queue into one (up to ``MAX_JOINED`` bytes),
-    so that a run leaves in one ``send`` (paho writes each packet with a send of its
-    own). A Tasmota pulse is two messages, and the broker, woken by the first, would
-    read and forward it before the second (the one that switches the relay) was even
-    written. Same bytes in the same order; a packet partly written already, a QoS 0
-    PUBLISH or a DISCONNECT stands alone (paho acts on those once written). Nothing is
-    joined while the packet at the head is ``stuck`` (the last write left it behind:
-    the socket is full; over TLS a write must be retried with the same buffer), nor
-    with a paho whose queue is not as known."""
-    queue = getattr(client, "_out_packet", None)
-    if not isinstance(queue, collections.deque) or len(queue) < 2:
-        return
-    packets = list(queue)
-    if packets[0] is stuck:
-        return
-    out: list[Any] = []
-    run: list[Any] = []
-    size = 0
-    for packet in packets:
-        if not _joinable(packet):
-            _flush_run(run, out)
-            out.append(packet)
-            size = 0
-            continue
-        length = len(packet["packet"])
-        if run and size + length > MAX_JOINED:
-            _flush_run(run, out)
-            size = 0
-        run.append(packet)
-        size += length
-    _flush_run(run, out)
-    if len(out) == len(packets):
-        return
-    # Only this (the loop's) thread takes from the left; a connect's worker thread
-    # only appends, to the right: what it queued meanwhile stays behind the rest.
-    for _ in packets:
-        queue.popleft()
-    queue.extendleft(reversed(out))
-
-
-def _flush_run(run: list[Any], out: list[Any]) -> None:
-    if len(run) == 1:
-        out.append(run[0])
-    elif run:
-        data = b"".join(packet["packet"] for packet in run)
-        out.append(
-            {
-                "command": PUBACK,  # a type paho does nothing more for once it is written
-                "mid": 0,
-                "qos": 1,
-                "pos": 0,
-                "to_process": len(data),
-                "packet": data,
-                "info": None,
-            }
-        )
-    run.clear()
-
-
-def _joinable(packet: Any) -> bool:
-    """Nothing written of it yet, and paho does nothing more once it is: not a QoS 0
-    PUBLISH (paho calls on_publish then) nor a DISCONNECT (paho closes the socket)."""
-    try:
-        command = packet["command"] & 0xF0
-        if packet["pos"] != 0 or command == DISCONNECT:
-            return False
-        return bool(command != PUBLISH or packet["qos"] != 0)
-    except (KeyError, TypeError):
-        return False
 
 
 def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:

@@ -16,11 +16,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stove_ctl import quiet
 from stove_ctl.clock import Clock
 from stove_ctl.commands import NEEDS_BURNER, RESTORE_ACTIONS, Command
 from stove_ctl.config import TrustConfig
-from stove_ctl.eager import start as eager_start
 from stove_ctl.errors import CommandError, RelayError, RelayMismatch
 from stove_ctl.events import EventKind, EventLog
 from stove_ctl.flame import watch as watch_flame
@@ -199,12 +197,9 @@ class Controller:
         self._emit("daemon_stop")
         self._save()
 
-    def _spawn(
-        self, burner: _Burner, work: Coroutine[Any, Any, Any], eager: bool = False
-    ) -> asyncio.Task[Any]:
-        """Run ``work`` as the burner's background task. ``eager``: its first step runs
-        now, so a cut is on the wire before this returns (stove_ctl/eager.py)."""
-        task = eager_start(work) if eager else asyncio.ensure_future(work)
+    def _spawn(self, burner: _Burner, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``work`` as the burner's background task."""
+        task = asyncio.ensure_future(work)
         burner.background.add(task)
         task.add_done_callback(burner.background.discard)
         task.add_done_callback(_log_crash)
@@ -353,21 +348,14 @@ class Controller:
         EVENTS_HELD_MAX_S, whichever comes first: the bookkeeping a command sets off
         (the event store, events and state over MQTT) then does not compete for the
         CPU with the relay command still on its way, nor with reading the relay's
-        answer. A broker on the same small host forwards the relay command sooner.
-        Automatic garbage collection is held off for the same span (stove_ctl/quiet.py)."""
+        answer. A broker on the same small host forwards the relay command sooner."""
         pending = [f for f in cuts if not f.done()]
         if not pending:
             release()
             return
-        release_quiet = quiet.hold()
-
-        def release_all(force: bool = False) -> None:
-            release(force=force)
-            release_quiet()
-
         # When the bound is reached, out with everything held, whatever other commands
         # still hold (a flood of shutoffs on a relay that does not answer).
-        timer = self.clock.call_later(EVENTS_HELD_MAX_S, lambda: release_all(force=True))
+        timer = self.clock.call_later(EVENTS_HELD_MAX_S, lambda: release(force=True))
         left = len(pending)
 
         def one_done(_: asyncio.Future[None]) -> None:
@@ -375,7 +363,7 @@ class Controller:
             left -= 1
             if left == 0:
                 timer.cancel()
-                release_all()
+                release()
 
         for future in pending:
             future.add_done_callback(one_done)
@@ -493,7 +481,7 @@ class Controller:
         )
         burner.shutoff = shutoff
         burner.last_shutoff = shutoff.record
-        shutoff.task = self._spawn(burner, self._run_shutoff(burner, shutoff), eager=True)
+        shutoff.task = self._spawn(burner, self._run_shutoff(burner, shutoff))
         return shutoff, False
 
     def _joinable(self, burner: _Burner, shutoff: _Shutoff) -> bool:
@@ -680,7 +668,7 @@ class Controller:
             if not confirmed.done():
                 confirmed.set_result(None)
 
-        self._spawn(burner, hold(), eager=True)
+        self._spawn(burner, hold())
         return confirmed
 
     async def _unlock_all(

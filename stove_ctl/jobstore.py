@@ -41,6 +41,20 @@ from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetim
 from stove_ctl.state import damaged_name
 
 log = logging.getLogger(__name__)
+# What ``Job.__getstate__`` saves, and ``Job(scheduler, ...)`` takes back.
+_JOB_FIELDS = (
+    "id",
+    "func",
+    "trigger",
+    "executor",
+    "args",
+    "kwargs",
+    "name",
+    "misfire_grace_time",
+    "coalesce",
+    "max_instances",
+    "next_run_time",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS apscheduler_jobs (
@@ -232,13 +246,13 @@ class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
     # -- helpers -----------------------------------------------------------------
 
     def _reconstitute(self, blob: bytes) -> Job:
+        """A job from its pickled state, through ``Job``'s public constructor (which
+        checks every field again): APScheduler's own stores set the job's private
+        scheduler reference instead, which a store of ours must not touch."""
         state = pickle.loads(blob)
-        state["jobstore"] = self
-        job = Job.__new__(Job)
-        job.__setstate__(state)
-        job._scheduler = self._scheduler
-        job._jobstore_alias = self._alias
-        return job
+        if state.get("version", 1) > 1:
+            raise ValueError(f"job state version {state['version']} is newer than this APScheduler")
+        return Job(self._scheduler, **{name: state[name] for name in _JOB_FIELDS})
 
     def _jobs(self, where: str, args: tuple[Any, ...]) -> list[Job]:
         assert self._db is not None

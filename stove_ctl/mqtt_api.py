@@ -21,7 +21,6 @@ from stove_ctl.commands import parse_command, read_json
 from stove_ctl.config import MqttConfig, StoveConfig
 from stove_ctl.control import run_text
 from stove_ctl.controller import Controller
-from stove_ctl.eager import start as eager_start
 from stove_ctl.errors import CommandError
 from stove_ctl.events import Event, EventLog
 
@@ -91,12 +90,10 @@ class _StoveChannel:
             self.publish_state()
 
     def _on_text(self, message: Incoming) -> None:
-        self._track(eager_start(self.api.handle_text(self, message)))
+        self._track(asyncio.ensure_future(self.api.handle_text(self, message)))
 
     def _on_command(self, message: Incoming) -> None:
-        # Started at once: a shutoff's relay command leaves in this same step of the
-        # loop that read the message, not a turn later (stove_ctl/eager.py).
-        self._track(eager_start(self.api.handle_command(self, message)))
+        self._track(asyncio.ensure_future(self.api.handle_command(self, message)))
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self.api.tasks.add(task)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ import pytest
 from hypothesis import settings
 
 import hardware
-from stove_ctl import quiet
 from stove_ctl.broker import Incoming
 from stove_ctl.clock import ManualClock
 from stove_ctl.commands import Command
@@ -44,19 +42,6 @@ settings.load_profile(
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
-
-
-@pytest.fixture(autouse=True)
-def _collection_back_on():
-    """Every hold on garbage collection (stove_ctl/quiet.py) is released by the end of
-    each test, and automatic collection is on again: a hold left behind would leave
-    the process collecting nothing."""
-    yield
-    held, enabled = quiet.held(), gc.isenabled()
-    quiet._held = 0  # so that one leak fails one test, not every test after it
-    gc.enable()
-    assert not held, "a hold on garbage collection was never released"
-    assert enabled, "automatic garbage collection was left off"
 
 
 @dataclass

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from pathlib import Path
 
 import pytest
 
-from stove_ctl import quiet
 from stove_ctl.commands import Command
 from stove_ctl.config import TrustConfig
 from stove_ctl.controller import EVENTS_HELD_MAX_S
@@ -321,55 +319,6 @@ def test_a_commands_events_wait_for_its_cut_but_never_long(kitchen_factory) -> N
         await k.advance(3.0)
         assert "cut_confirmed" in heard
         assert heard == [e.kind for e in k.log()][-len(heard) :]
-
-    run(body())
-
-
-def test_no_automatic_collection_from_a_shutoff_until_its_cut_is_confirmed(
-    kitchen_factory,
-) -> None:
-    """A garbage collection right after the relay command is written would take the
-    CPU from the broker and the device: collection stays off until the cut is read
-    back, or EVENTS_HELD_MAX_S at most when the relay does not answer; then it is on
-    again. A shutoff whose cut is confirmed before its command returns takes no hold."""
-
-    async def body() -> None:
-        k: Kitchen = kitchen_factory()
-        await k.controller.start()
-        await k.clock.settle()
-        relay = k.controller.burners()[0].spec.relay
-        read = relay.read
-
-        async def slow_read(channel: int) -> bool:  # the device answers 30 ms later
-            await k.clock.sleep(0.03)
-            return await read(channel)
-
-        relay.read = slow_read  # type: ignore[method-assign]
-        assert gc.isenabled()
-        await k.do("shutoff", "left")
-        assert quiet.held() and not gc.isenabled()
-        assert not k.burner("left").circuit_intact  # the command is out; no answer yet
-        await k.clock.advance(0.02)
-        assert not gc.isenabled()
-        await k.clock.advance(0.02)
-        assert "cut_confirmed" in k.kinds(LEFT)
-        assert not quiet.held() and gc.isenabled()
-        await k.advance(3.5)
-
-        k.board.offline = True  # no answer at all: the bound releases it
-        await k.do("shutoff", "right")
-        assert not gc.isenabled()
-        await k.clock.advance(EVENTS_HELD_MAX_S)
-        assert "cut_confirmed" not in k.kinds("kitchen/right")
-        assert not quiet.held() and gc.isenabled()
-        k.board.offline = False
-        await k.advance(5.0)
-
-        relay.read = read  # type: ignore[method-assign]
-        confirmed = k.kinds(LEFT).count("cut_confirmed")
-        await k.do("shutoff", "left")  # the simulated board answers at once
-        assert k.kinds(LEFT).count("cut_confirmed") == confirmed + 1
-        assert not quiet.held() and gc.isenabled()
 
     run(body())
 

@@ -289,36 +289,3 @@ def test_subnet_check_explains_other_subnets() -> None:
     problem = subnet_problem(IPv4Address("192.168.2.50"), nets)
     assert problem is not None
     assert "192.168.2.50 is not on any subnet of this machine (192.168.1.0/24)" in problem
-
-
-def test_driver_hands_the_core_over_right_after_each_request_is_sent(
-    kitchen: MiioKitchen, monkeypatch
-) -> None:
-    """After a request's datagram is sent, the driver yields the core (quiet.hand_over)
-    so the device it woke runs first: once per request, and only after the send."""
-    from stove_ctl import quiet
-
-    trace: list[str] = []
-    monkeypatch.setattr(quiet, "_yield", lambda: trace.append("yield"))
-
-    async def body() -> None:
-        relay = relay_for(kitchen)
-        try:
-            await relay.read(1)  # the handshake is done
-            transport = relay.protocol._transport
-            assert transport is not None
-            sendto = transport.sendto
-
-            def traced(data: bytes, *addr: object) -> None:
-                trace.append("send")
-                sendto(data, *addr)
-
-            transport.sendto = traced  # type: ignore[method-assign]
-            trace.clear()
-            await relay.pulse(1, True, 1)
-            assert kitchen.board.get(1) is True
-        finally:
-            await relay.close()
-
-    run(body())
-    assert trace == ["send", "yield"]

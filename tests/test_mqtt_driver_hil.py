@@ -182,34 +182,3 @@ def test_command_texts_are_formatted_once_but_a_request_id_is_new_every_time(bro
 )
 def test_which_templates_use_a_request_id(template: str, uses: bool) -> None:
     assert driver._uses_req(template) is uses
-
-
-def test_the_core_is_handed_over_once_the_relay_command_is_written(broker, monkeypatch) -> None:
-    """A pulse's messages are written to the broker first, then the driver yields the
-    core (quiet.hand_over) so that the broker it woke forwards them at once."""
-    from stove_ctl import quiet
-
-    trace: list[str] = []
-    monkeypatch.setattr(quiet, "_yield", lambda: trace.append("yield"))
-    board = hardware.SimRelay(channels=1)
-    device = TasmotaRelay(board, broker.port, topic="stove").start()
-    try:
-
-        async def body(relay: MqttRelay) -> None:
-            client = relay.link._client
-            send = client._sock_send
-
-            def traced(data: bytes) -> int:
-                if b"cmnd/stove/" in bytes(data):
-                    trace.append("send")
-                return int(send(data))
-
-            client._sock_send = traced  # type: ignore[method-assign]
-            trace.clear()
-            await relay.pulse(1, True, 0.5)
-            assert board.get(1)
-
-        drive(broker, "tasmota", "stove", body)
-        assert trace == ["send", "yield"]  # one send: PulseTime1 and POWER together
-    finally:
-        device.stop()

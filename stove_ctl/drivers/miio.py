@@ -26,7 +26,6 @@ from typing import Any
 import construct
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from stove_ctl import quiet
 from stove_ctl.errors import (
     RelayAuthError,
     RelayBadReply,
@@ -247,7 +246,6 @@ class MiioProtocol:
                 request = {"id": request_id, "method": method, "params": params}
                 assert self._transport is not None
                 self._transport.sendto(self._packet(request))
-                quiet.hand_over()  # the device reads it before this loop step goes on
                 deadline = loop.time() + per_try
                 while (data := await self._receive(inbox, deadline)) is not None:
                     if len(data) == 32:

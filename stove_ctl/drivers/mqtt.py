@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stove_ctl import quiet
 from stove_ctl.broker import BrokerLink, Incoming
 from stove_ctl.drivers.mqtt_presets import Preset, StateSource
 from stove_ctl.errors import RelayMismatch, RelayRejected, RelayUnreachable
@@ -272,7 +271,6 @@ class MqttRelay:
                 for topic, payload in messages
             ]
         )
-        quiet.hand_over()  # the broker forwards it before this loop step goes on
         await self._await_report(channel, since, on)
 
     async def _await_report(self, channel: int, since: int, want: bool | None) -> None:
