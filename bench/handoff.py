@@ -31,7 +31,7 @@ import paho.mqtt.client as paho
 from _common import load_text, summary, table
 from paho.mqtt.enums import CallbackAPIVersion
 
-from stove_ctl.broker import BrokerLink, Incoming, LinkSettings
+from stove_ctl.drivers.broker import BrokerLink, Incoming, LinkSettings
 from tests.broker import Mosquitto
 
 PUBLISHER = """

@@ -41,14 +41,14 @@ from typing import Any, cast
 import yaml
 from _common import GcWatch, busy, header_lines, load_text, summary, table, write_section
 from miio.protocol import Message
+from stove_ctl.eager import start as eager_start
 
 from hardware.miio_sim import MiioRelaySim
 from hardware.mqtt_devices import TasmotaRelay
 from hardware.relay import SimRelay
 from stove_ctl.clock import RealClock
-from stove_ctl.commands import parse_command
 from stove_ctl.config import load_config
-from stove_ctl.eager import start as eager_start
+from stove_ctl.core.commands import parse_command
 from stove_ctl.factory import build
 from tests.broker import Mosquitto
 

@@ -46,7 +46,7 @@ from _common import (
 
 from hardware.miio_sim import MiioRelaySim
 from hardware.relay import SimRelay
-from stove_ctl import control
+from stove_ctl.surfaces import control
 from tests.broker import Mosquitto
 
 TOKEN = "00112233445566778899aabbccddeeff"

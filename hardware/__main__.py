@@ -16,7 +16,7 @@ import threading
 import time
 
 from hardware.miio_sim import MiioRelaySim, Prop
-from hardware.mqtt_devices import BinarySensor, FlameSensor, TasmotaRelay, _Device
+from hardware.mqtt_devices import BinarySensor, Device, FlameSensor, TasmotaRelay
 from hardware.relay import SimRelay
 from hardware.stove import Stove
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         board.attach(n, burner.contact)
         burner.light_and_hold()
 
-    devices: list[_Device] = []
+    devices: list[Device] = []
     relay: TasmotaRelay | None = None
     miio: MiioRelaySim | None = None
     if args.miio:

@@ -38,7 +38,7 @@ from hardware.relay import SimRelay
 from hardware.stove import Burner
 
 
-class _Device:
+class Device:
     """A device's MQTT session (v3.1.1, like most firmwares) with a last will."""
 
     will: tuple[str, str] | None = None
@@ -62,7 +62,7 @@ class _Device:
     def on_connected(self) -> None:
         return None
 
-    def start(self) -> _Device:
+    def start(self) -> Device:
         connected = threading.Event()
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -135,7 +135,7 @@ class _Device:
             self._client = None
 
 
-class _RelayDevice(_Device):
+class _RelayDevice(Device):
     def __init__(self, board: SimRelay, port: int, **kw: Any) -> None:
         super().__init__(port, **kw)
         self.board = board
@@ -401,7 +401,7 @@ class EsphomeRelay(_RelayDevice):
                     self._switch(channel, not self.board.get(channel))
 
 
-class FlameSensor(_Device):
+class FlameSensor(Device):
     """A thermocouple millivolt tap published like an ESPHome sensor, every ``period_s``."""
 
     def __init__(
@@ -434,7 +434,7 @@ class FlameSensor(_Device):
         self.after(self.period_s, self._tick)
 
 
-class BinarySensor(_Device):
+class BinarySensor(Device):
     """A motion sensor or a gas/smoke/CO alarm, as an ESPHome binary_sensor (ON/OFF)."""
 
     def __init__(self, port: int, topic: str, **kw: Any):

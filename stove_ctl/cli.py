@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stove_ctl import __version__, control
+from stove_ctl import __version__
 from stove_ctl.config import Config, default_socket_path, load_config
+from stove_ctl.config.exposure import exposed_secrets
 from stove_ctl.errors import ConfigError, DaemonNotRunning, StoveCtlError
-from stove_ctl.exposure import exposed_secrets
+from stove_ctl.surfaces import control
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_DAEMON = 0, 1, 2, 3
 

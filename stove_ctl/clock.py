@@ -10,8 +10,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 
 class Timer(Protocol):
@@ -98,3 +98,29 @@ class ManualClock:
             await self.settle()
         self._mono = target
         await self.settle()
+
+
+async def wait_or_give_up(clock: Clock, work: Awaitable[Any], timeout_s: float) -> None:
+    """Wait for ``work`` or for ``timeout_s`` on our clock, whichever comes first.
+
+    The work is shielded: giving up waiting never cancels a cut.
+    """
+    inner = asyncio.ensure_future(work)
+    if inner.done():
+        return
+    # Callbacks on one future, not asyncio.wait + shield: a shutoff's result waits
+    # here, set up right after its relay command is written (less CPU taken from
+    # the broker forwarding it), and nothing here can cancel ``inner``.
+    woken = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    timer = clock.call_later(timeout_s, lambda: wake(inner))
+    inner.add_done_callback(wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        inner.remove_done_callback(wake)

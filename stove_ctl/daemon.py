@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 
 from stove_ctl.clock import Clock, RealClock
 from stove_ctl.config import Config
-from stove_ctl.control import ControlServer, claim_socket
 from stove_ctl.factory import build
 from stove_ctl.instance import single_instance
-from stove_ctl.mqtt_api import MqttApi
+from stove_ctl.surfaces.control import ControlServer, claim_socket
+from stove_ctl.surfaces.mqtt_api import MqttApi
 
 log = logging.getLogger("stove_ctl")
-
-
-def settle_heap() -> None:
-    """Put what start-up built out of the cyclic collector's way.
-
-    The daemon's modules, config and services (some 45,000 objects) live as long as
-    the process, yet every full collection walks them all: 17-29 ms measured, started
-    by whatever allocation tips the count, which can be one a shutoff makes on its
-    way to the relay. Frozen, they are never walked again, and a full collection looks
-    only at what was made since (docs/PERFORMANCE.md, Findings 12; bench/heap.py)."""
-    gc.collect()
-    gc.freeze()
 
 
 async def serve(config: Config, clock: Clock | None = None) -> None:
@@ -55,7 +42,6 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            settle_heap()
             burners = runtime.controller.status()["burners"]
             log.info(
                 "stove-ctl ready: %d burner(s) [%s]; control socket %s; state in %s",

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stove_ctl.broker import BrokerLink
 from stove_ctl.config import (
     Config,
     MiioRelayConfig,
@@ -18,10 +17,11 @@ from stove_ctl.config import (
     MqttRelayConfig,
     SimulatedRelayConfig,
 )
+from stove_ctl.drivers.broker import BrokerLink
 from stove_ctl.drivers.miio import MiioRelay
 from stove_ctl.errors import RelayAuthError, RelayBadReply, RelayError, RelayRejected
 from stove_ctl.factory import build_miio
-from stove_ctl.mqtt_api import link_settings
+from stove_ctl.surfaces.mqtt_api import link_settings
 
 TOKEN_HELP = "get the token again (README: Mi Home relays); it changes when the device is reset"
 

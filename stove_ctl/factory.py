@@ -7,20 +7,21 @@ import logging
 from dataclasses import dataclass, field
 
 import hardware
-from stove_ctl.broker import BrokerLink
 from stove_ctl.clock import Clock
 from stove_ctl.config import Config, MiioRelayConfig, MqttRelayConfig, SimulatedRelayConfig
-from stove_ctl.controller import BurnerSpec, Controller
+from stove_ctl.core.burner import BurnerSpec
+from stove_ctl.core.controller import Controller
+from stove_ctl.core.events import EventLog
+from stove_ctl.core.rules import MqttFlame, MqttInputs, RuleEngine
+from stove_ctl.core.state import StateStore
+from stove_ctl.core.timers import TimerService
+from stove_ctl.drivers.broker import BrokerLink
 from stove_ctl.drivers.miio import MiioChannelMap, MiioProtocol, MiioRelay, MiotProperty
 from stove_ctl.drivers.mqtt import MqttRelay
 from stove_ctl.drivers.mqtt_presets import PRESETS, Availability, Preset, StateSource
+from stove_ctl.drivers.relay import FlameInput, Relay
 from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
-from stove_ctl.events import EventLog
-from stove_ctl.mqtt_api import link_settings
-from stove_ctl.relay import FlameInput, Relay
-from stove_ctl.rules import MqttFlame, MqttInputs, RuleEngine
-from stove_ctl.state import StateStore
-from stove_ctl.timers import TimerService
+from stove_ctl.surfaces.mqtt_api import link_settings
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,17 @@ import pytest
 from hypothesis import settings
 
 import hardware
-from stove_ctl.broker import Incoming
 from stove_ctl.clock import ManualClock
-from stove_ctl.commands import Command
 from stove_ctl.config import TrustConfig
-from stove_ctl.controller import BurnerSpec, Controller
+from stove_ctl.core.burner import BurnerSpec
+from stove_ctl.core.commands import Command
+from stove_ctl.core.controller import Controller
+from stove_ctl.core.events import Event, EventLog
+from stove_ctl.core.rules import MqttFlame
+from stove_ctl.core.state import StateStore
+from stove_ctl.drivers.broker import Incoming
+from stove_ctl.drivers.relay import FlameInput, Wiring
 from stove_ctl.drivers.simulated import SimulatedFlame, SimulatedRelay
-from stove_ctl.events import Event, EventLog
-from stove_ctl.relay import FlameInput, Wiring
-from stove_ctl.rules import MqttFlame
-from stove_ctl.state import StateStore
 
 # Property tests find bugs when someone is looking, not in CI (STYLE 15). "ci": the
 # same examples on every run (derandomized, seeded from each test's name), no example

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from stove_ctl import control
 from stove_ctl.errors import DaemonNotRunning
+from stove_ctl.surfaces import control
 
 
 def kitchen_config(

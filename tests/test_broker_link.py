@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stove_ctl.broker import BrokerLink, LinkSettings
+from stove_ctl.drivers.broker import BrokerLink, LinkSettings
 from tests.conftest import run
 
 pytestmark = pytest.mark.hil

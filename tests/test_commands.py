@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stove_ctl.commands import Command, parse_command
+from stove_ctl.core.commands import Command, parse_command
 from stove_ctl.errors import CommandError
 
 
@@ -94,7 +94,7 @@ def test_bad_timer_commands(data: dict, message: str) -> None:
 def test_command_ids_run_a_command_once_and_never_answer_another() -> None:
     import asyncio
 
-    from stove_ctl.command_ids import CommandIds, fingerprint
+    from stove_ctl.surfaces.command_ids import CommandIds, fingerprint
 
     async def go() -> None:
         ids = CommandIds(remembered=2)

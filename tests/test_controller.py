@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from stove_ctl.commands import Command
 from stove_ctl.config import TrustConfig
-from stove_ctl.controller import EVENTS_HELD_MAX_S
+from stove_ctl.core.commands import Command
+from stove_ctl.core.controller import EVENTS_HELD_MAX_S
+from stove_ctl.drivers.relay import Wiring
 from stove_ctl.errors import CommandError
-from stove_ctl.relay import Wiring
 from stove_ctl.retry import CAP_S
 from tests.conftest import Kitchen, run
 
@@ -480,7 +480,7 @@ def test_lock_window_end_releases_only_its_own_lock(kitchen_factory) -> None:
 def test_parse_at() -> None:
     import datetime as dt
 
-    from stove_ctl.timers import parse_at
+    from stove_ctl.core.timers import parse_at
 
     tz = dt.UTC
     now = dt.datetime(2026, 11, 24, 17, 0, tzinfo=tz)

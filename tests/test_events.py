@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stove_ctl.events import EventLog
+from stove_ctl.core.events import EventLog
 
 
 def test_an_event_holding_half_a_surrogate_pair_is_stored_and_the_log_goes_on(

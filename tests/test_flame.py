@@ -3,7 +3,7 @@ on the manual clock: the tap's millivolts come from the stove model every second
 
 from __future__ import annotations
 
-from stove_ctl.relay import Wiring
+from stove_ctl.drivers.relay import Wiring
 from tests.conftest import Kitchen, run
 
 LEFT = "kitchen/left"
@@ -87,9 +87,9 @@ def test_a_cut_seen_falling_is_confirmed_even_above_the_threshold(kitchen_factor
 
 
 def test_a_tap_that_sends_nan_or_inf_is_ignored_not_read_as_out() -> None:
-    from stove_ctl.broker import Incoming
     from stove_ctl.clock import ManualClock
-    from stove_ctl.rules import MqttFlame
+    from stove_ctl.core.rules import MqttFlame
+    from stove_ctl.drivers.broker import Incoming
 
     clock = ManualClock()
     tap = MqttFlame(clock, LIT_ABOVE_MV, "ON", "OFF", stale_s=30)

@@ -39,9 +39,7 @@ from hypothesis import strategies as st
 from miio.exceptions import PayloadDecodeException
 from miio.protocol import Message, Utils
 
-from stove_ctl.broker import Incoming
 from stove_ctl.clock import ManualClock
-from stove_ctl.commands import ACTIONS, MAX_DELAY_S, Command, parse_command
 from stove_ctl.config import (
     Config,
     MqttConfig,
@@ -50,6 +48,11 @@ from stove_ctl.config import (
     TrustConfig,
     load_config,
 )
+from stove_ctl.core.commands import ACTIONS, MAX_DELAY_S, Command, parse_command
+from stove_ctl.core.events import Event
+from stove_ctl.core.rules import RuleEngine
+from stove_ctl.core.timers import TimerService
+from stove_ctl.drivers.broker import Incoming
 from stove_ctl.drivers.miio import HELLO, MiioChannelMap, MiioProtocol, MiioRelay, MiotProperty
 from stove_ctl.errors import (
     CommandError,
@@ -59,11 +62,8 @@ from stove_ctl.errors import (
     RelayError,
     RelayRejected,
 )
-from stove_ctl.events import Event
-from stove_ctl.mqtt_api import MAX_PAYLOAD_BYTES, MqttApi
-from stove_ctl.rules import RuleEngine
-from stove_ctl.text import ALL_WORDS, STOVE_WORDS, burner_vocabulary, parse_text
-from stove_ctl.timers import TimerService
+from stove_ctl.surfaces.mqtt_api import MAX_PAYLOAD_BYTES, MqttApi
+from stove_ctl.surfaces.text import ALL_WORDS, STOVE_WORDS, burner_vocabulary, parse_text
 from tests.conftest import Kitchen, make_kitchen
 
 ROOT = Path(__file__).resolve().parent.parent

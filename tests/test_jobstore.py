@@ -1,4 +1,4 @@
-"""The timer store (stove_ctl/jobstore.py): APScheduler's table on plain sqlite3, and
+"""The timer store (stove_ctl/core/jobstore.py): APScheduler's table on plain sqlite3, and
 what happens when the disk stops taking writes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from stove_ctl.jobstore import SqliteJobStore
+from stove_ctl.core.jobstore import SqliteJobStore
 
 UTC = dt.UTC
 
@@ -25,7 +25,7 @@ def scheduler(path: Path) -> tuple[BackgroundScheduler, SqliteJobStore]:
 def add(sched: BackgroundScheduler, job_id: str, minutes: int) -> None:
     due = dt.datetime.now(UTC) + dt.timedelta(minutes=minutes)
     sched.add_job(
-        "stove_ctl.timers:fire",
+        "stove_ctl.core.timers:fire",
         DateTrigger(run_date=due, timezone=UTC),
         id=job_id,
         kwargs={

@@ -11,8 +11,8 @@ import pytest
 
 import hardware
 from hardware.mqtt_devices import ShellyGen2Relay, TasmotaRelay
-from stove_ctl.broker import BrokerLink, LinkSettings
 from stove_ctl.drivers import mqtt as driver
+from stove_ctl.drivers.broker import BrokerLink, LinkSettings
 from stove_ctl.drivers.mqtt import MqttRelay
 from stove_ctl.drivers.mqtt_presets import PRESETS
 from tests.conftest import run

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from stove_ctl.config import RulesConfig, TrustConfig
+from stove_ctl.core.rules import RuleEngine
+from stove_ctl.drivers.relay import Wiring
 from stove_ctl.errors import CommandError
-from stove_ctl.relay import Wiring
-from stove_ctl.rules import RuleEngine
 from tests.conftest import Kitchen, run
 
 LEFT, RIGHT = "kitchen/left", "kitchen/right"

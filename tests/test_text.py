@@ -12,13 +12,20 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from stove_ctl.commands import parse_command
-from stove_ctl.control import run_text
+from stove_ctl.core.commands import parse_command
+from stove_ctl.core.timers import parse_at
 from stove_ctl.errors import CommandError
-from stove_ctl.text import NEGATIONS, burner_vocabulary, normalise, parse_text, scan, zh_number
-from stove_ctl.text.grammar import BASE_LEXICON
-from stove_ctl.text.numbers import EN_ONES, EN_TENS
-from stove_ctl.timers import parse_at
+from stove_ctl.surfaces.control import run_text
+from stove_ctl.surfaces.text import (
+    NEGATIONS,
+    burner_vocabulary,
+    normalise,
+    parse_text,
+    scan,
+    zh_number,
+)
+from stove_ctl.surfaces.text.grammar import BASE_LEXICON
+from stove_ctl.surfaces.text.numbers import EN_ONES, EN_TENS
 from tests.conftest import run
 
 VOCAB = burner_vocabulary(

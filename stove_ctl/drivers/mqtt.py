@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stove_ctl.broker import BrokerLink, Incoming
+from stove_ctl.drivers.broker import BrokerLink, Incoming
 from stove_ctl.drivers.mqtt_presets import Preset, StateSource
 from stove_ctl.errors import RelayMismatch, RelayRejected, RelayUnreachable
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hardware import Burner, RelayOffline, SimRelay
+from stove_ctl.drivers.relay import Sample
 from stove_ctl.errors import RelayRejected, RelayUnreachable
-from stove_ctl.relay import Sample
 
 
 class SimulatedRelay:

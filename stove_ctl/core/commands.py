@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from stove_ctl.config import Source
+from stove_ctl.config import Source, TrustConfig
 from stove_ctl.errors import CommandError
 
 ACTIONS = (
@@ -184,3 +184,34 @@ def parse_command(data: Any, source: Source) -> Command:
         if field in ("command", "") or not first["loc"]:
             raise CommandError("bad_command", message) from None
         raise CommandError("bad_command", f"{field}: {message}") from None
+
+
+def check_trust(cmd: Command, trust: TrustConfig, now: float) -> None:
+    """Raise CommandError unless ``cmd`` may run: a restore-direction action must come
+    from an allowed source, not from a retained message, and (over MQTT) carry a
+    ``ts`` within ``max_command_age_s`` of ``now``."""
+    if cmd.action not in RESTORE_ACTIONS:
+        return
+    if cmd.source not in trust.allowed(cmd.action):
+        allowed = ", ".join(trust.allowed(cmd.action))
+        raise CommandError(
+            "not_allowed",
+            f"{cmd.action} is not accepted from {cmd.source} (allowed: {allowed})",
+        )
+    if cmd.retained:
+        raise CommandError("stale", f"{cmd.action} from a retained message is ignored")
+    if cmd.ts is None and (cmd.source == "mqtt" or cmd.remote):
+        raise CommandError(
+            "stale",
+            f"{cmd.action} over MQTT must carry ts (when it was sent)"
+            + (', as in {"text": ..., "ts": ...}' if cmd.source == "voice" else ""),
+        )
+    if cmd.ts is not None:
+        age = now - cmd.ts
+        if abs(age) > trust.max_command_age_s:
+            when = f"{age:.0f} s old" if age > 0 else f"dated {-age:.0f} s in the future"
+            raise CommandError(
+                "stale",
+                f"{cmd.action} is {when}; at most "
+                f"{trust.max_command_age_s:g} s either way is accepted",
+            )

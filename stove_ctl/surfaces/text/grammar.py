@@ -1,7 +1,7 @@
 """The grammar: every word of an utterance is read, or the command is refused.
 
 An utterance is scanned into tokens, longest match first: a time or duration
-(stove_ctl/text/times.py), a word the grammar knows (stove_ctl/text/words.py), or
+(stove_ctl/surfaces/text/times.py), a word the grammar knows (stove_ctl/surfaces/text/words.py), or
 one of this stove's burner names. Whatever is left is an unknown word, and an
 unknown word refuses the command with what was understood. So does a negation, an
 action mixed with another ("关掉左灶 打开左灶"), a time that is out of range, a time
@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stove_ctl.commands import parse_duration
+from stove_ctl.core.commands import parse_duration
 from stove_ctl.errors import CommandError
-from stove_ctl.text import words
-from stove_ctl.text.numbers import normalise
-from stove_ctl.text.times import MATCHERS, BadValue, ClockTime, Duration, Value
+from stove_ctl.surfaces.text import words
+from stove_ctl.surfaces.text.numbers import normalise
+from stove_ctl.surfaces.text.times import MATCHERS, BadValue, ClockTime, Duration, Value
 
 MAX_CHARS = 200
 PLACES = ("burner", "side", "stove", "all")

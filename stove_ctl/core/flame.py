@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from stove_ctl.clock import Clock
-from stove_ctl.relay import FlameInput, Sample
+from stove_ctl.drivers.relay import FlameInput, Sample
 
 Seen = Literal["out", "relit", "lit"]
 

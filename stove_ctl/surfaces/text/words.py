@@ -2,7 +2,7 @@
 ties a time to the command, a negation, a filler or a politeness form.
 
 Everything in an utterance must be one of these, a burner's name, or a time or
-duration (stove_ctl/text/times.py). Multi-word entries win over their parts (the
+duration (stove_ctl/surfaces/text/times.py). Multi-word entries win over their parts (the
 scanner takes the longest match), so "关小" is never "关" and "开着吗" never "开".
 """
 

@@ -14,15 +14,15 @@ import logging
 from typing import Any
 
 from stove_ctl import __version__
-from stove_ctl.broker import BrokerLink, Incoming, LinkSettings
 from stove_ctl.clock import Clock
-from stove_ctl.command_ids import CommandIds, fingerprint
-from stove_ctl.commands import parse_command, read_json
 from stove_ctl.config import MqttConfig, StoveConfig
-from stove_ctl.control import run_text
-from stove_ctl.controller import Controller
+from stove_ctl.core.commands import parse_command, read_json
+from stove_ctl.core.controller import Controller
+from stove_ctl.core.events import Event, EventLog
+from stove_ctl.drivers.broker import BrokerLink, Incoming, LinkSettings
 from stove_ctl.errors import CommandError
-from stove_ctl.events import Event, EventLog
+from stove_ctl.surfaces.command_ids import CommandIds, fingerprint
+from stove_ctl.surfaces.control import run_text
 
 log = logging.getLogger(__name__)
 

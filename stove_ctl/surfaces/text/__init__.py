@@ -3,16 +3,16 @@ command model: "十分钟后关左灶", "一刻钟后关火", "下午六点半�
 "把定时延长十分钟", "turn off the left burner in 1h15m", "cancel the timer".
 
 The grammar never guesses. Every word is read, or the command is refused with what
-was understood (stove_ctl/text/grammar.py). docs/TEXT.md says what can be said.
+was understood (stove_ctl/surfaces/text/grammar.py). docs/TEXT.md says what can be said.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from stove_ctl.text.grammar import parse_text, scan
-from stove_ctl.text.numbers import en_number, normalise, zh_number
-from stove_ctl.text.words import ALL_WORDS, NEGATIONS, SIDE_WORDS, STOVE_WORDS
+from stove_ctl.surfaces.text.grammar import parse_text, scan
+from stove_ctl.surfaces.text.numbers import en_number, normalise, zh_number
+from stove_ctl.surfaces.text.words import ALL_WORDS, NEGATIONS, SIDE_WORDS, STOVE_WORDS
 
 __all__ = [
     "ALL_WORDS",

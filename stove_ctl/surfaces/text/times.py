@@ -14,7 +14,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from stove_ctl.text.numbers import EN_NUM, EN_ONES, ZH_NUM, en_number, zh_number
+from stove_ctl.surfaces.text.numbers import EN_NUM, EN_ONES, ZH_NUM, en_number, zh_number
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLook
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
-from stove_ctl.state import damaged_name
+from stove_ctl.core.state import damaged_name
 
 log = logging.getLogger(__name__)
 # What ``Job.__getstate__`` saves, and ``Job(scheduler, ...)`` takes back.

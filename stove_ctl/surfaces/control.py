@@ -21,12 +21,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stove_ctl.command_ids import CommandIds, fingerprint
-from stove_ctl.commands import parse_command, read_json
-from stove_ctl.controller import Controller, Wait
+from stove_ctl.core.commands import parse_command, read_json
+from stove_ctl.core.controller import Controller, Wait
+from stove_ctl.core.events import Event, EventLog
 from stove_ctl.errors import CommandError, DaemonNotRunning, StoveCtlError
-from stove_ctl.events import Event, EventLog
-from stove_ctl.text import parse_text
+from stove_ctl.surfaces.command_ids import CommandIds, fingerprint
+from stove_ctl.surfaces.text import burner_vocabulary, parse_text
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ async def run_text(controller: Controller, text: Any, **extra: Any) -> dict[str,
         return _error("bad_command", "text must be a string")
     try:
         understood = parse_text(
-            text, controller.vocabulary(extra.get("stove")), now=controller.local_now()
+            text, vocabulary(controller, extra.get("stove")), now=controller.local_now()
         )
         command = parse_command({**understood, **extra}, source="voice")
     except CommandError as exc:
@@ -198,6 +198,13 @@ async def run_text(controller: Controller, text: Any, **extra: Any) -> dict[str,
     except CommandError as exc:
         return {**_error(exc.code, exc.message), "text": text}
     return {**reply, "text": text, "understood": understood}
+
+
+def vocabulary(controller: Controller, stove: str | None) -> dict[str, str]:
+    """Words that name each burner (of ``stove`` only, if given), for text commands."""
+    return burner_vocabulary(
+        (s.key, s.id, s.name, list(s.aliases)) for s in controller.specs(stove)
+    )
 
 
 def _offer(queue: asyncio.Queue[Event], event: Event) -> None:

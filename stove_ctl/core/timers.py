@@ -32,12 +32,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from stove_ctl.clock import Clock
-from stove_ctl.commands import MAX_DELAY_S, Command
 from stove_ctl.config import LockWindowConfig, ScheduleConfig
-from stove_ctl.controller import Controller, _Burner
+from stove_ctl.core.burner import Burner
+from stove_ctl.core.commands import MAX_DELAY_S, Command
+from stove_ctl.core.controller import Controller
+from stove_ctl.core.events import EventLog
+from stove_ctl.core.jobstore import SqliteJobStore
 from stove_ctl.errors import CommandError
-from stove_ctl.events import EventLog
-from stove_ctl.jobstore import SqliteJobStore
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ class TimerService:
         assert cmd.at is not None
         return parse_at(cmd.at, now)
 
-    async def _timer(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+    async def _timer(self, cmd: Command, targets: list[Burner]) -> dict[str, Any]:
         due = self._due(cmd)
         keys = [b.spec.key for b in targets]
         timer_id = f"t-{uuid.uuid4().hex[:8]}"
@@ -298,7 +299,7 @@ class TimerService:
         )
         return {"ok": True, "action": "timer", "timer": self._describe(timer_id)}
 
-    def _user_jobs(self, targets: list[_Burner]) -> list[Any]:
+    def _user_jobs(self, targets: list[Burner]) -> list[Any]:
         keys = {b.spec.key for b in targets}
         return [
             job
@@ -306,13 +307,13 @@ class TimerService:
             if not job.id.startswith(CONFIG_PREFIX) and keys & set(job.kwargs["burners"])
         ]
 
-    def _named_jobs(self, cmd: Command, targets: list[_Burner]) -> list[Any]:
+    def _named_jobs(self, cmd: Command, targets: list[Burner]) -> list[Any]:
         """The timer the command names, else every user timer of its burners."""
         if cmd.timer is not None:
             return [self._job(cmd.timer, targets)]
         return self._user_jobs(targets)
 
-    def _job(self, timer_id: str, targets: list[_Burner]) -> Any:
+    def _job(self, timer_id: str, targets: list[Burner]) -> Any:
         """A user's timer by id, if every burner it cuts is one the command may reach
         (a stove's topics reach only that stove's timers)."""
         job = self.scheduler.get_job(timer_id)
@@ -325,7 +326,7 @@ class TimerService:
             )
         return job
 
-    async def _cancel(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+    async def _cancel(self, cmd: Command, targets: list[Burner]) -> dict[str, Any]:
         jobs = self._named_jobs(cmd, targets)
         if not jobs:
             raise CommandError("unknown_timer", "no timer set for that burner")
@@ -344,7 +345,7 @@ class TimerService:
             )
         return {"ok": True, "action": "cancel", "timers": cancelled}
 
-    async def _extend(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+    async def _extend(self, cmd: Command, targets: list[Burner]) -> dict[str, Any]:
         jobs = self._named_jobs(cmd, targets)
         if len(jobs) != 1:
             raise CommandError(
@@ -367,7 +368,7 @@ class TimerService:
         )
         return {"ok": True, "action": "extend", "timer": self._describe(job.id)}
 
-    async def _list(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+    async def _list(self, cmd: Command, targets: list[Burner]) -> dict[str, Any]:
         keys = {b.spec.key for b in targets}
         timers = [
             self._describe(job.id)

@@ -14,14 +14,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from stove_ctl.broker import BrokerLink, Incoming
 from stove_ctl.clock import Clock
-from stove_ctl.commands import Command
 from stove_ctl.config import InputsConfig, RulesConfig
-from stove_ctl.controller import Controller, _Burner
+from stove_ctl.core.burner import Burner
+from stove_ctl.core.commands import Command
+from stove_ctl.core.controller import Controller
+from stove_ctl.core.events import EventLog
+from stove_ctl.drivers.broker import BrokerLink, Incoming
+from stove_ctl.drivers.relay import Sample
 from stove_ctl.errors import CommandError
-from stove_ctl.events import EventLog
-from stove_ctl.relay import Sample
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -147,7 +148,7 @@ class RuleEngine:
         )
         await self.controller.execute(cmd, wait="accepted")
 
-    async def _snooze(self, cmd: Command, targets: list[_Burner]) -> dict[str, Any]:
+    async def _snooze(self, cmd: Command, targets: list[Burner]) -> dict[str, Any]:
         assert cmd.in_s is not None
         cap = self.rules.snooze_max_min * 60
         results = []
@@ -176,7 +177,7 @@ class RuleEngine:
         return {"ok": True, "action": "snooze", "burners": results}
 
     def _emit(
-        self, kind: Any, burner: _Burner | None = None, source: str = "rule", **fields: Any
+        self, kind: Any, burner: Burner | None = None, source: str = "rule", **fields: Any
     ) -> None:
         key = burner.spec.key if burner else None
         self.events.emit(kind, self.clock.time(), burner=key, source=source, **fields)

@@ -1,0 +1,115 @@
+"""A burner: what it is (``BurnerSpec``, from config) and the state the controller
+keeps for it (``Burner``: lock, shutoff in flight, fault, last known circuit).
+
+Plain data and small rules about it; the relay I/O is in ``stove_ctl.core.relays``
+and the commands in ``stove_ctl.core.controller``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from stove_ctl.core.state import LockRecord, ShutoffRecord
+from stove_ctl.drivers.relay import FlameInput, Relay, Wiring
+
+log = logging.getLogger(__name__)
+
+
+class Mode(enum.StrEnum):
+    READY = "ready"
+    CUTTING = "cutting"
+    LOCKED = "locked"
+    FAULT = "fault"
+
+
+@dataclass(frozen=True)
+class BurnerSpec:
+    """A burner as the controller needs it: built by the factory from config."""
+
+    stove: str
+    id: str
+    relay: Relay
+    channel: int
+    wiring: Wiring = Wiring.NC_SERIES
+    pulse_s: float = 3.0
+    name: str | None = None
+    flame: FlameInput | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.stove}/{self.id}"
+
+
+@dataclass
+class Shutoff:
+    """One shutoff of one burner: cut, hold for pulse_s, restore."""
+
+    record: ShutoffRecord
+    cut_confirmed: asyncio.Future[None]
+    done: asyncio.Future[None]
+    task: asyncio.Task[None] | None = None
+    restoring: bool = False  # the hold is over: a new request needs a pulse of its own
+    after: asyncio.Future[None] | None = None  # the pulse this one waits to follow
+    verify: bool = True  # watch the flame after the cut (not for the flame check's re-cut)
+
+
+@dataclass
+class Burner:
+    """A burner's state as the controller keeps it (no I/O of its own)."""
+
+    spec: BurnerSpec
+    io: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: LockRecord | None = None
+    fault: str | None = None  # the last relay action failed and is being retried
+    link_fault: str | None = None  # polling cannot read the relay
+    reasserting: bool = False
+    driving: int = 0  # relay actions in progress (retries included)
+    relay_cut: bool | None = None  # last confirmed state of the circuit
+    intact_since: float | None = None  # monotonic time it was last seen intact (not cut)
+    shutoff: Shutoff | None = None  # the one in flight, if any
+    pulse_ends: float | None = None  # when the relay's own auto-off restores the circuit
+    last_shutoff: ShutoffRecord | None = None
+    lock_confirmed: asyncio.Future[None] | None = None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+    poll_read: asyncio.Task[bool] | None = None  # a polling read in flight
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``work`` as one of this burner's background tasks (cancelled at stop)."""
+        task = asyncio.ensure_future(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        task.add_done_callback(log_crash)
+        return task
+
+    def seen(self, cut: bool, now: float) -> None:
+        """The circuit was read (or confirmed) ``cut`` or intact at ``now``."""
+        if not cut and self.relay_cut is not False:
+            self.intact_since = now
+        elif cut:
+            self.intact_since = None
+        self.relay_cut = cut
+
+    @property
+    def pulsing(self) -> bool:
+        return self.shutoff is not None and not self.shutoff.done.done()
+
+    @property
+    def mode(self) -> Mode:
+        if self.fault is not None or self.link_fault is not None:
+            return Mode.FAULT
+        if self.lock is not None:
+            return Mode.LOCKED
+        if self.pulsing:
+            return Mode.CUTTING
+        return Mode.READY
+
+
+def log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", exc_info=task.exception())
