@@ -203,8 +203,7 @@ class ProcStat:
 class GcWatch:
     """This process's garbage collections, as (start, ms, generation) on ``clock``;
     add it to ``gc.callbacks``. A collection delays whatever this process is timing
-    when it lands (bench/latency.py: a sample of either side, bench/path.py: a step
-    of the daemon's path)."""
+    when it lands (bench/latency.py: a sample of either side)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.pauses: list[tuple[float, float, int]] = []
