@@ -18,6 +18,7 @@ from stove_ctl.core.commands import parse_command
 from stove_ctl.core.events import Event
 from stove_ctl.surfaces import discovery
 from stove_ctl.surfaces.mqtt_api import MqttApi
+from tests import ha_mqtt_keys
 from tests.conftest import Kitchen, run
 
 PREFIX = "homeassistant"
@@ -224,3 +225,27 @@ def test_the_timer_topic_has_the_next_cut_and_whole_minutes_left(
     assert shown == ("None" if minutes is None else str(minutes))
     if minutes is not None:
         assert number["min"] <= minutes <= number["max"]
+
+
+# Keys only the newest Home Assistant knows; an older one drops them without a word.
+NEWER_ONLY = {"sensor": {"options"}}
+
+
+@pytest.mark.parametrize("version", ha_mqtt_keys.VERSIONS)
+def test_every_config_uses_only_keys_home_assistant_accepts(version: str) -> None:
+    """Home Assistant drops unknown keys silently, so a misspelt key would just not
+    work: every key must be one this version (or, listed above, the newest) accepts,
+    and every required one must be there. Key lists read off each version's own
+    discovery schemas (tests/ha_mqtt_keys.py)."""
+    accepted, required = ha_mqtt_keys.ACCEPTED[version], ha_mqtt_keys.REQUIRED[version]
+    nested = ha_mqtt_keys.NESTED[version]
+    for topic, config in configs().items():
+        platform = topic.split("/")[1]
+        allowed = accepted[platform]
+        if version == ha_mqtt_keys.OLD:
+            allowed = allowed | NEWER_ONLY.get(platform, set())
+        assert set(config) <= allowed, (topic, set(config) - allowed)
+        assert required[platform] <= set(config), (topic, required[platform] - set(config))
+        assert set(config["device"]) <= nested["device"]
+        assert set(config["origin"]) <= nested["origin"]
+        assert config["device"]["identifiers"] and config["origin"]["name"]

@@ -46,6 +46,8 @@ def test_a_renamed_burner_leaves_no_entity_behind(tmp_path, broker, daemons) -> 
     config = config_with(tmp_path, broker)
     daemon = daemons(config)
     wait_for(lambda: len(retained_configs(broker, 0.3)) == 2 * PER_BURNER, 15)
+    gone = {t for t in retained_configs(broker) if "/right_" in t}
+    assert len(gone) == PER_BURNER
     daemon.stop()
     rename_right_burner(config, "back")
     daemon = daemons(config)
@@ -58,7 +60,18 @@ def test_a_renamed_burner_leaves_no_entity_behind(tmp_path, broker, daemons) -> 
     assert len(configs) == 2 * PER_BURNER
     assert {t.split("/")[3].split("_")[0] for t in configs} == {"left", "back"}
     remembered = json.loads((tmp_path / "state" / "discovery.json").read_text())
-    assert set(remembered) == set(configs)
+    assert set(remembered["published"]) == set(configs)
+    assert gone <= set(remembered["removed"])
+    # Home Assistant hears a removal only while connected: every time it comes online,
+    # the removed entities are cleared again.
+    watcher = Watcher(broker.port, ["homeassistant/#"])
+    try:
+        time.sleep(0.5)
+        watcher.clear()
+        watcher.publish("homeassistant/status", "online")
+        wait_for(lambda: {m.topic for m in watcher.on(CONFIGS) if not m.payload} >= gone, 10)
+    finally:
+        watcher.close()
 
 
 def test_a_first_run_removes_the_lock_switch_of_an_earlier_version(
@@ -97,7 +110,7 @@ def test_discovery_turned_off_removes_what_was_published(tmp_path, broker, daemo
 def test_an_unreadable_memory_of_what_was_published_clears_nothing(
     tmp_path, broker, daemons
 ) -> None:
-    """Bad input: a discovery.json that is not a list of topics. The daemon says so,
+    """Bad input: a discovery.json that is not two lists of topics. The daemon says so,
     runs, publishes its entities, and clears nothing it cannot name."""
     other = "homeassistant/button/stove_ctl_kitchen/gone_shutoff/config"
     setter = Watcher(broker.port)
@@ -107,12 +120,12 @@ def test_an_unreadable_memory_of_what_was_published_clears_nothing(
         setter.close()
     state = tmp_path / "state"
     state.mkdir()
-    (state / "discovery.json").write_text('{"not": "a list"}')
+    (state / "discovery.json").write_text(json.dumps({"published": "not a list"}))
     daemon = daemons(config_with(tmp_path, broker))
     wait_for(lambda: len(retained_configs(broker, 0.3)) == 2 * PER_BURNER + 1, 15)
     assert other in retained_configs(broker)
     assert daemon.status("left")["mode"] == "ready"
-    assert "is not a list of topics" in daemon.log_path.read_text()
+    assert "is not two lists of topics" in daemon.log_path.read_text()
 
 
 def test_two_installations_on_one_broker_are_two_devices(tmp_path, broker, daemons) -> None:

@@ -223,33 +223,52 @@ def timer_state(next_cut: str | None, now: float) -> dict[str, Any]:
 
 
 class Published:
-    """The discovery topics this daemon published last time, kept in ``state_dir``
-    (``discovery.json``), to clear the ones that no longer exist."""
+    """What this daemon published, kept in ``state_dir`` (``discovery.json``): the
+    discovery topics of its entities, and those of entities it removed. Home Assistant
+    only hears a removal (an empty retained config) while it is connected, so removed
+    entities are cleared again every time it comes online (the last ``MAX_REMOVED``)."""
+
+    MAX_REMOVED = 1000
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> set[str] | None:
-        """The topics published last time; None if not known (first run, or unreadable)."""
+    def load(self) -> tuple[set[str] | None, set[str]]:
+        """(topics published last time, or None if not known; topics removed)."""
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            return None
+            return None, set()
         except (OSError, ValueError) as exc:
             log.warning("cannot read %s (%s): stale entities are not cleared", self.path, exc)
-            return None
-        if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
-            log.warning("%s is not a list of topics: stale entities are not cleared", self.path)
-            return None
-        return set(data)
+            return None, set()
+        published, removed = (
+            _topics(data.get(key)) if isinstance(data, dict) else None
+            for key in ("published", "removed")
+        )
+        if published is None or removed is None:
+            log.warning("%s is not two lists of topics: stale entities are not cleared", self.path)
+            return None, set()
+        return published, removed
 
-    def save(self, topics: set[str]) -> None:
+    def save(self, published: set[str], removed: set[str]) -> None:
+        data = {
+            "published": sorted(published),
+            "removed": sorted(removed)[: self.MAX_REMOVED],
+        }
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(sorted(topics), indent=0))
+            tmp.write_text(json.dumps(data, indent=1))
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.path, exc)
+
+
+def _topics(value: Any) -> set[str] | None:
+    """``value`` as a set of topics, if it is a list of strings."""
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        return None
+    return set(value)
 
 
 def legacy(mqtt: MqttConfig, stoves: list[StoveConfig]) -> set[str]:

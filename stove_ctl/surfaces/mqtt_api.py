@@ -153,11 +153,9 @@ class _StoveChannel:
         for topic, payload in self.discovery().items():
             self.link.publish(topic, json.dumps(payload, ensure_ascii=False), retain=True)
         # Entities that no longer exist (a burner renamed or removed): an empty retained
-        # config removes each from Home Assistant.
-        cleared = self.api.stale_for(self)
-        for topic in cleared:
+        # config removes each from Home Assistant, if it is listening (so: every time).
+        for topic in sorted(self.api.removed_for(self)):
             self.link.publish(topic, "", retain=True)
-        self.api.cleared(cleared)
 
 
 class MqttApi:
@@ -177,18 +175,18 @@ class MqttApi:
         self.channels = {s.id: _StoveChannel(self, s) for s in stoves}
         self.published = discovery.Published(state_dir / DISCOVERY_FILE) if state_dir else None
         self.current = {t for c in self.channels.values() for t in c.discovery()}
-        self.stale: set[str] = set()
+        self.removed: set[str] = set()  # discovery topics of entities that are gone
         self.tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Any = None
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.published is not None:
-            before = self.published.load()
+            before, removed = self.published.load()
             if before is None:  # first run: what an earlier stove-ctl may have left
                 before = discovery.legacy(self.config, [c.stove for c in self.channels.values()])
-            self.stale = before - self.current
-            self.published.save(self.current | self.stale)
+            self.removed = (removed | before) - self.current
+            self.published.save(self.current, self.removed)
         loop = asyncio.get_running_loop()
         for channel in self.channels.values():
             channel.start(loop)
@@ -205,20 +203,15 @@ class MqttApi:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self.channels.values()))
 
-    def stale_for(self, channel: _StoveChannel) -> set[str]:
-        """The stale discovery topics ``channel`` clears: its own stove's, and (the first
-        channel's) those of stoves no longer configured."""
+    def removed_for(self, channel: _StoveChannel) -> set[str]:
+        """The removed entities' discovery topics ``channel`` clears: its own stove's,
+        and (the first channel) those of stoves no longer configured."""
         node = f"/{discovery.node_id(self.config, channel.stove.id)}/"
-        mine = {t for t in self.stale if node in t}
-        nodes = [f"/{discovery.node_id(self.config, s)}/" for s in self.channels]
+        mine = {t for t in self.removed if node in t}
         if channel is next(iter(self.channels.values())):
-            mine |= {t for t in self.stale if not any(n in t for n in nodes)}
+            nodes = [f"/{discovery.node_id(self.config, s)}/" for s in self.channels]
+            mine |= {t for t in self.removed if not any(n in t for n in nodes)}
         return mine
-
-    def cleared(self, topics: set[str]) -> None:
-        if topics and self.published is not None:
-            self.stale -= topics
-            self.published.save(self.current | self.stale)
 
     async def _tick(self) -> None:
         """Flame changes are not events: look for state changes once a second."""
