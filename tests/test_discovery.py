@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from stove_ctl.config import ConfigError, MqttConfig, parse_config
@@ -23,7 +24,8 @@ from tests.conftest import Kitchen, run
 
 PREFIX = "homeassistant"
 NODE = "stove_ctl_kitchen"
-ENV = ImmutableSandboxedEnvironment()
+# Strict: a missing attribute raises here, where Home Assistant would log an error.
+ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
 ENV.globals["now"] = lambda: dt.datetime.now(dt.UTC)
 
 
@@ -249,3 +251,37 @@ def test_every_config_uses_only_keys_home_assistant_accepts(version: str) -> Non
         assert set(config["device"]) <= nested["device"]
         assert set(config["origin"]) <= nested["origin"]
         assert config["device"]["identifiers"] and config["origin"]["name"]
+
+
+def test_state_templates_of_a_burner_no_longer_in_the_state_render_unknown() -> None:
+    """A burner renamed: the new state reaches Home Assistant before the old entities
+    are removed. Their templates render unknown ("None"), never an error."""
+    state = json.dumps({"stove": "kitchen", "burners": {"back": {"mode": "ready"}}})
+    for kind, object_id in [
+        ("lock", "right_lock"),
+        ("binary_sensor", "right_flame"),
+        ("sensor", "right_mode"),
+        ("binary_sensor", "right_fault"),
+    ]:
+        assert render(entity(kind, object_id)["value_template"], value=state) == "None"
+    attributes = entity("binary_sensor", "right_fault")["json_attributes_template"]
+    assert json.loads(render(attributes, value=state)) == {"fault": None}
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "client_id"),
+    [
+        ({}, "stove-ctl"),
+        ({"base_topic": "flat2"}, "stove-ctl-flat2"),
+        ({"base_topic": "home/flat.2"}, "stove-ctl-home_flat_2"),
+        ({"instance_id": "b7"}, "stove-ctl-b7"),
+        ({"base_topic": "flat2", "client_id": "mine"}, "mine"),
+    ],
+)
+def test_the_client_id_follows_the_installation_unless_given(
+    mqtt: dict[str, Any], client_id: str
+) -> None:
+    """Two installations with one client id take turns on the broker (each kick is a
+    last will: every entity flips to unavailable)."""
+    cfg, _ = stoves(**mqtt)
+    assert cfg.client_id == client_id

@@ -135,7 +135,7 @@ def test_two_installations_on_one_broker_are_two_devices(tmp_path, broker, daemo
     first.mkdir()
     second.mkdir()
     daemons(config_with(first, broker))
-    daemons(config_with(second, broker, base_topic="flat2", client_id="flat2"))
+    daemons(config_with(second, broker, base_topic="flat2"))  # client id: its own
     wait_for(lambda: len(retained_configs(broker, 0.3)) == 4 * PER_BURNER, 15)
     configs = retained_configs(broker)
     devices = {c["device"]["identifiers"][0] for c in configs.values()}

@@ -5,6 +5,7 @@ windows, sensor inputs, rules and trust. The root model and the YAML reader are 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -186,6 +187,8 @@ class MqttConfig(Model):
 
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(1883, ge=1, le=65535)
+    # Default: stove-ctl, or stove-ctl-<instance> for another base topic or instance
+    # id, so two installations on one broker never take turns on one client id.
     client_id: str = Field("stove-ctl", min_length=1, max_length=64)
     username: str | None = None
     password: SecretStr | None = None
@@ -200,6 +203,24 @@ class MqttConfig(Model):
     discovery: bool = True
     discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+\s]+$")
     command_timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_client_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client_id" not in data:
+            base = data.get("base_topic", "stove_ctl")
+            instance = data.get("instance_id") or (
+                re.sub(r"[^A-Za-z0-9_-]", "_", base) if isinstance(base, str) else None
+            )
+            if isinstance(instance, str) and instance != "stove_ctl":
+                data = {**data, "client_id": f"stove-ctl-{instance}"[:64]}
+        return data
+
+    @property
+    def instance(self) -> str:
+        """This installation, in ids: ``instance_id``, else the base topic with anything
+        but letters, digits, ``_`` and ``-`` turned into ``_``."""
+        return self.instance_id or re.sub(r"[^A-Za-z0-9_-]", "_", self.base_topic)
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:

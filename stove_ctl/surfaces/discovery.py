@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,16 +39,8 @@ EVENT_TYPES = {
 TIMER_MAX_MIN = 1440  # a timer is at most a day ahead
 
 
-def instance_id(mqtt: MqttConfig) -> str:
-    """This installation, for node and unique ids: ``mqtt.instance_id``, else the base
-    topic with anything but letters, digits, ``_`` and ``-`` turned into ``_``."""
-    if mqtt.instance_id is not None:
-        return mqtt.instance_id
-    return re.sub(r"[^A-Za-z0-9_-]", "_", mqtt.base_topic)
-
-
 def node_id(mqtt: MqttConfig, stove_id: str) -> str:
-    return f"{instance_id(mqtt)}_{stove_id}"
+    return f"{mqtt.instance}_{stove_id}"
 
 
 def configs(
@@ -82,7 +73,9 @@ def configs(
 
     for burner in stove.burners:
         name = burner.name or burner.id
-        b = f"value_json.burners[{json.dumps(burner.id)}]"
+        # This burner's part of the state, {} if the state has none (the burner was
+        # renamed and this entity is about to be removed): never a template error.
+        b = f"{{% set b = value_json.burners.get({json.dumps(burner.id)}) or {{}} %}}"
         key = f"{stove.id}/{burner.id}"
         add(
             "button",
@@ -109,7 +102,10 @@ def configs(
                     '"ts": {{ now().timestamp() }}}'
                 ),
                 "state_topic": state,
-                "value_template": f"{{{{ 'LOCKED' if {b}.locked else 'UNLOCKED' }}}}",
+                "value_template": (
+                    f"{b}{{{{ 'None' if not b else "
+                    "('LOCKED' if b.get('locked') else 'UNLOCKED') }}"
+                ),
                 "icon": "mdi:gas-burner",
             },
         )
@@ -120,7 +116,7 @@ def configs(
                 "name": f"{name} flame",
                 "state_topic": state,
                 "value_template": (
-                    f"{{% set f = {b}.flame %}}"
+                    f"{b}{{% set f = b.get('flame') %}}"
                     "{{ 'ON' if f == 'lit' else ('OFF' if f == 'out' else 'None') }}"
                 ),
                 "device_class": "heat",
@@ -133,7 +129,7 @@ def configs(
             {
                 "name": f"{name} mode",
                 "state_topic": state,
-                "value_template": f"{{{{ {b}.mode }}}}",
+                "value_template": f"{b}{{{{ b.get('mode') or 'None' }}}}",
                 "device_class": "enum",
                 "options": MODES,
                 "icon": "mdi:state-machine",
@@ -145,10 +141,12 @@ def configs(
             {
                 "name": f"{name} fault",
                 "state_topic": state,
-                "value_template": f"{{{{ 'ON' if {b}.fault else 'OFF' }}}}",
+                "value_template": (
+                    f"{b}{{{{ 'None' if not b else ('ON' if b.get('fault') else 'OFF') }}}}"
+                ),
                 "device_class": "problem",
                 "json_attributes_topic": state,
-                "json_attributes_template": f"{{{{ {{'fault': {b}.fault}} | tojson }}}}",
+                "json_attributes_template": f"{b}{{{{ {{'fault': b.get('fault')}} | tojson }}}}",
             },
         )
         timer = topic(f"burners/{burner.id}/timer")  # retained, sent when it changes

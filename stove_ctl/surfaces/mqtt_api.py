@@ -90,7 +90,8 @@ class _StoveChannel:
         if message.payload.strip() == b"online":  # Home Assistant (re)started
             self.publish_discovery()
             self.last_state = None
-            self.last_timers.clear()
+            # Not the timer topics: retained, Home Assistant has them as it subscribes
+            # (and an older one warns about every "nothing due" it is sent).
             self.publish_state()
 
     def _on_text(self, message: Incoming) -> None:
