@@ -24,7 +24,14 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
         runtime = build(config, clock)
         server = ControlServer(runtime.controller, runtime.events, config.control_socket())
         api = (
-            MqttApi(runtime.controller, runtime.events, config.mqtt, config.stoves, clock)
+            MqttApi(
+                runtime.controller,
+                runtime.events,
+                config.mqtt,
+                config.stoves,
+                clock,
+                config.state_dir,
+            )
             if config.mqtt is not None
             else None
         )

@@ -194,6 +194,9 @@ class MqttConfig(Model):
     tls: TlsConfig | None = None
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     base_topic: str = Field("stove_ctl", pattern=r"^[^#+\s]+$")
+    instance_id: Slug | None = Field(
+        None, description="Names this installation in Home Assistant; default: base_topic."
+    )
     discovery: bool = True
     discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+\s]+$")
     command_timeout_s: float = Field(10.0, gt=0, le=120)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
-from stove_ctl import __version__
 from stove_ctl.clock import Clock
 from stove_ctl.config import MqttConfig, StoveConfig
 from stove_ctl.core.commands import parse_command, read_json
@@ -21,6 +21,7 @@ from stove_ctl.core.controller import Controller
 from stove_ctl.core.events import Event, EventLog
 from stove_ctl.drivers.broker import BrokerLink, Incoming, LinkSettings
 from stove_ctl.errors import CommandError
+from stove_ctl.surfaces import discovery
 from stove_ctl.surfaces.command_ids import CommandIds, fingerprint
 from stove_ctl.surfaces.control import run_text
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
 STATE_CHECK_S = 1.0
+DISCOVERY_FILE = "discovery.json"  # in state_dir: the discovery topics published last
 
 
 def link_settings(cfg: MqttConfig, client_id: str, will_topic: str | None) -> LinkSettings:
@@ -59,6 +61,7 @@ class _StoveChannel:
             )
         )
         self.last_state: str | None = None
+        self.last_timers: dict[str, str] = {}
         self.state_due = False
         self.ids = CommandIds()  # ids are this stove's own (invariant 5)
 
@@ -79,14 +82,15 @@ class _StoveChannel:
     def _on_connect(self) -> None:
         self.link.publish(self.topic("availability"), "online", retain=True)
         self.last_state = None
+        self.last_timers.clear()
         self.publish_state()
-        if self.api.config.discovery:
-            self.publish_discovery()
+        self.publish_discovery()  # with discovery off, only clears what was published
 
     def _on_ha_status(self, message: Incoming) -> None:
         if message.payload.strip() == b"online":  # Home Assistant (re)started
             self.publish_discovery()
             self.last_state = None
+            self.last_timers.clear()
             self.publish_state()
 
     def _on_text(self, message: Incoming) -> None:
@@ -121,85 +125,37 @@ class _StoveChannel:
         return {"stove": self.stove.id, "burners": burners, "health": health}
 
     def publish_state(self) -> None:
-        payload = json.dumps(self.state(), ensure_ascii=False, sort_keys=True)
-        if payload != self.last_state and self.link.connected:
+        if not self.link.connected:
+            return
+        state = self.state()
+        payload = json.dumps(state, ensure_ascii=False, sort_keys=True)
+        if payload != self.last_state:
             self.last_state = payload
             self.link.publish(self.topic("state"), payload, retain=True)
+        # Each burner's next cut and minutes left, on a topic of its own that changes
+        # only with them (Home Assistant's next-cut sensor and timer number).
+        now = self.api.clock.time()
+        for burner_id, burner in state["burners"].items():
+            timer = json.dumps(discovery.timer_state(burner["next_cut"], now))
+            if self.last_timers.get(burner_id) != timer:
+                self.last_timers[burner_id] = timer
+                self.link.publish(self.topic(f"burners/{burner_id}/timer"), timer, retain=True)
 
     # -- Home Assistant ----------------------------------------------------------
 
     def discovery(self) -> dict[str, dict[str, Any]]:
         """Discovery topic -> config payload, for every entity of this stove."""
-        prefix = self.api.config.discovery_prefix
-        node = f"stove_ctl_{self.stove.id}"
-        device = {
-            "identifiers": [node],
-            "name": self.stove.name or f"Stove {self.stove.id}",
-            "manufacturer": "stove-ctl",
-            "model": "Gas stove shutoff controller",
-            "sw_version": __version__,
-        }
-        origin = {"name": "stove-ctl", "sw_version": __version__}
-        common = {
-            "availability_topic": self.topic("availability"),
-            "device": device,
-            "origin": origin,
-        }
-        state = self.topic("state")
-        out: dict[str, dict[str, Any]] = {}
-        for burner in self.stove.burners:
-            name = burner.name or burner.id
-            where = f"value_json.burners['{burner.id}']"
-            uid = f"{node}_{burner.id}"
-            out[f"{prefix}/button/{node}/{burner.id}_shutoff/config"] = {
-                **common,
-                "name": f"Shut off {name}",
-                "unique_id": f"{uid}_shutoff",
-                "command_topic": self.topic("cmd"),
-                "payload_press": json.dumps({"action": "shutoff", "burner": burner.id}),
-                "icon": "mdi:fire-off",
-            }
-            out[f"{prefix}/switch/{node}/{burner.id}_lock/config"] = {
-                **common,
-                "name": f"{name} lock",
-                "unique_id": f"{uid}_lock",
-                "command_topic": self.topic("cmd"),
-                # Unlock is a restore-direction action: it carries the time it was sent,
-                # and is refused unless mqtt is in trust.unlock_sources.
-                "command_template": (
-                    "{\"action\": \"{{ 'lock' if value == 'ON' else 'unlock' }}\", "
-                    f'"burner": "{burner.id}", "ts": {{{{ now().timestamp() }}}}}}'
-                ),
-                "state_topic": state,
-                "value_template": f"{{{{ 'ON' if {where}.locked else 'OFF' }}}}",
-                "icon": "mdi:lock",
-            }
-            out[f"{prefix}/binary_sensor/{node}/{burner.id}_flame/config"] = {
-                **common,
-                "name": f"{name} flame",
-                "unique_id": f"{uid}_flame",
-                "state_topic": state,
-                "value_template": (
-                    f"{{% set f = {where}.flame %}}"
-                    "{{ 'ON' if f == 'lit' else ('OFF' if f == 'out' else 'None') }}"
-                ),
-                "device_class": "heat",
-                "icon": "mdi:fire",
-            }
-            out[f"{prefix}/sensor/{node}/{burner.id}_next_cut/config"] = {
-                **common,
-                "name": f"{name} next cut",
-                "unique_id": f"{uid}_next_cut",
-                "state_topic": state,
-                "value_template": f"{{{{ {where}.next_cut or 'None' }}}}",
-                "device_class": "timestamp",
-                "icon": "mdi:timer-outline",
-            }
-        return out
+        if not self.api.config.discovery:
+            return {}
+        return discovery.configs(self.api.config, self.stove, self.topic)
 
     def publish_discovery(self) -> None:
         for topic, payload in self.discovery().items():
             self.link.publish(topic, json.dumps(payload, ensure_ascii=False), retain=True)
+        # Entities that no longer exist (a burner renamed or removed): an empty retained
+        # config removes each from Home Assistant, if it is listening (so: every time).
+        for topic in sorted(self.api.removed_for(self)):
+            self.link.publish(topic, "", retain=True)
 
 
 class MqttApi:
@@ -210,17 +166,27 @@ class MqttApi:
         config: MqttConfig,
         stoves: list[StoveConfig],
         clock: Clock,
+        state_dir: Path | None = None,
     ) -> None:
         self.controller = controller
         self.events = events
         self.config = config
         self.clock = clock
         self.channels = {s.id: _StoveChannel(self, s) for s in stoves}
+        self.published = discovery.Published(state_dir / DISCOVERY_FILE) if state_dir else None
+        self.current = {t for c in self.channels.values() for t in c.discovery()}
+        self.removed: set[str] = set()  # discovery topics of entities that are gone
         self.tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Any = None
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.published is not None:
+            before, removed = self.published.load()
+            if before is None:  # first run: what an earlier stove-ctl may have left
+                before = discovery.legacy(self.config, [c.stove for c in self.channels.values()])
+            self.removed = (removed | before) - self.current
+            self.published.save(self.current, self.removed)
         loop = asyncio.get_running_loop()
         for channel in self.channels.values():
             channel.start(loop)
@@ -236,6 +202,16 @@ class MqttApi:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self.channels.values()))
+
+    def removed_for(self, channel: _StoveChannel) -> set[str]:
+        """The removed entities' discovery topics ``channel`` clears: its own stove's,
+        and (the first channel) those of stoves no longer configured."""
+        node = f"/{discovery.node_id(self.config, channel.stove.id)}/"
+        mine = {t for t in self.removed if node in t}
+        if channel is next(iter(self.channels.values())):
+            nodes = [f"/{discovery.node_id(self.config, s)}/" for s in self.channels]
+            mine |= {t for t in self.removed if not any(n in t for n in nodes)}
+        return mine
 
     async def _tick(self) -> None:
         """Flame changes are not events: look for state changes once a second."""
