@@ -17,6 +17,8 @@ mode, fault, next cut, timer number, event), found from its discovery topic.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import math
 import re
 import shutil
 import subprocess
@@ -169,6 +171,16 @@ class Run:
             return "unavailable"
         if e.role in UNKNOWN_IS_FINE or (e.role == "timer" and "state_topic" not in e.config):
             return None
+        if e.role == "timer":  # minutes to the next cut, as of when it was set
+            due = parse_time(status.get("next_cut"))
+            if due is None:
+                return None if state == "unknown" else f"{state!r}, expected unknown (nothing due)"
+            left_min = (due - dt.datetime.now(dt.UTC)).total_seconds() / 60
+            try:
+                ok = math.ceil(left_min) - 1 <= float(state) <= 1440
+            except ValueError:
+                ok = False
+            return None if ok else f"{state!r}, expected a number of minutes >= {left_min:.1f}"
         if e.role == "next_cut":
             due = parse_time(status.get("next_cut"))
             if due is None:
@@ -525,6 +537,65 @@ class Run:
         )
         return "entity names follow, entity ids kept, nothing left behind"
 
+    def check_replace(self, d: StoveDaemon) -> str:
+        """A burner's id changes (right -> back) and back again: the old entities leave
+        Home Assistant (the daemon clears their configs), the new ones come."""
+        gone = {e.unique_id for e in self.match(d) if e.burner == "right"}
+
+        def swapped(old: set[str]) -> list[str]:
+            registry = {e["unique_id"] for e in self.socket.entities() if e["platform"] == "mqtt"}
+            left_over = sorted(old & registry)
+            missing = [e.unique_id for e in self.match(d) if e.entity_id is None]
+            return [f"still in HA: {u}" for u in left_over] + [f"not in HA: {u}" for u in missing]
+
+        d.stop()
+        d.ids["right"] = "back"
+        d.start()
+        time.sleep(1)
+        wait(
+            lambda: not swapped(gone),
+            30,
+            "right's entities gone, back's there",
+            lambda: swapped(gone),
+        )
+        backs = {
+            e.unique_id for e in self.match(d) if e.unique_id not in gone and "back" in e.unique_id
+        }
+        d.stop()
+        d.ids["right"] = "right"
+        d.start()
+        time.sleep(1)
+        wait(
+            lambda: not swapped(backs),
+            30,
+            "back's entities gone, right's again",
+            lambda: swapped(backs),
+        )
+        wait(
+            lambda: not self.problems(d),
+            20,
+            "every entity sensible again",
+            lambda: self.problems(d),
+        )
+        return f"{len(gone)} entities of right removed, {len(backs)} of back added, and back again"
+
+    def check_ha_restart(self, d: StoveDaemon) -> str:
+        """Home Assistant restarts while the stove changes (right locked by the CLI)."""
+        self.socket.close()
+        self.ha.stop()
+        d.cli("lock", "right")
+        d.kitchen.expect("right", 5, cut=True)
+        took = self.ha.start()
+        self.ws = self.ha.socket()
+        count = len(self.match(d))
+        wait(lambda: all(e.entity_id for e in self.match(d)), 30, "every entity back in HA")
+        wait(lambda: not self.problems(d), 30, "every entity sensible", lambda: self.problems(d))
+        d.cli("unlock", "right")
+        d.kitchen.expect("right", 5, cut=False)
+        d.kitchen.light("right")
+        wait(lambda: not self.problems(d), 20, "every entity sensible", lambda: self.problems(d))
+        return f"API up after {took:.0f} s, {count} entities, the lock set meanwhile shown"
+
     def check_two(self) -> str:
         first = self.daemons[0]
         count = len(self.match(first))
@@ -553,8 +624,15 @@ class Run:
         self.ready(second, "left")
         self.ready(first, "left")
         button = self.entity(second, "shutoff", "left")
+        t0 = time.time()
         self.socket.service("button", "press", button.entity_id or "")
-        second.kitchen.expect("left", 5, lit=False)
+        try:
+            second.kitchen.expect("left", 5, lit=False)
+        except Failed as exc:
+            shown = self.state(button)  # HA does not press a button that is unavailable
+            raise Failed(
+                f"{button.entity_id} ({shown}): {exc}; {self.explain(second, t0)}"
+            ) from None
         if not first.kitchen.lit("left"):
             raise Failed("pressing flat2's button also put out the first kitchen's left burner")
         second.kitchen.expect("left", PULSE_S + 8, cut=False)
@@ -580,6 +658,7 @@ class Run:
             "mqtt",
             "stove",
             "(?<![/.])homeassistant/",  # the discovery prefix, not a source path
+            r"\[homeassistant\.helpers\.template\]",  # only MQTT entities have templates here
             *[re.escape(d.base_topic) for d in self.daemons],
             *names,
         ]
@@ -646,11 +725,14 @@ class Run:
         )
         if self.args.restart:
             run("daemon restart: unavailable, then back with the lock", self.check_restart, d)
+        if self.args.restart:
+            run("Home Assistant restart: entities back, current", self.check_ha_restart, d)
         if self.args.rename:
             run("rename a burner (daemon restarted with a new name)", self.check_rename, d)
+            run("change a burner's id: old entities removed from HA", self.check_replace, d)
         if self.args.two:
             run("a second daemon (other base_topic): two devices, separate", self.check_two)
-            run("broker: no client id clash between the daemons", self.check_client_ids)
+            run("broker: the two daemons' client ids do not clash", self.check_client_ids)
         if self.args.minutes:
             self.cycle(self.args.minutes)
             self.report.add_tallies()
@@ -716,8 +798,12 @@ def main() -> int:
     parser.add_argument(
         "--minutes", type=float, default=0, help="then cycle shutoffs, locks, timers this long"
     )
-    parser.add_argument("--restart", action="store_true", help="also restart the daemon")
-    parser.add_argument("--rename", action="store_true", help="also rename a burner")
+    parser.add_argument(
+        "--restart", action="store_true", help="also restart the daemon, then Home Assistant"
+    )
+    parser.add_argument(
+        "--rename", action="store_true", help="also rename a burner, and change a burner's id"
+    )
     parser.add_argument(
         "--two", action="store_true", help="also run a second daemon (other base_topic)"
     )

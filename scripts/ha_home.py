@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -147,6 +146,7 @@ class HomeAssistant:
         self.token = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = config_dir / "home-assistant.log"
+        self.earlier_logs: list[str] = []  # of earlier starts (each start rotates the log)
 
     def version(self) -> str:
         python = self.venv / "bin" / "python"
@@ -167,6 +167,8 @@ class HomeAssistant:
     def start(self, timeout_s: float = 180) -> float:
         """Start it; returns the seconds until the API answered."""
         self.write_config()
+        if self.log_path.exists():
+            self.earlier_logs.append(self.log_path.read_text(errors="replace"))
         started = time.monotonic()
         out = open(self.config_dir.parent / "ha-stdout.log", "ab")  # noqa: SIM115 - the child's
         python = self.venv / "bin" / "python"
@@ -261,20 +263,18 @@ class HomeAssistant:
     # -- the log ---------------------------------------------------------------------
 
     def log_records(self) -> list[str]:
-        """home-assistant.log as records: a line that starts with a time, and the lines
-        (tracebacks) that follow it."""
-        if not self.log_path.exists():
-            return []
+        """home-assistant.log, of every start, as records: a line that starts with a
+        time, and the lines (tracebacks) that follow it."""
+        logs = [*self.earlier_logs]
+        if self.log_path.exists():
+            logs.append(self.log_path.read_text(errors="replace"))
         records: list[str] = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        for line in "\n".join(logs).splitlines():
             if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) or not records:
                 records.append(line)
             else:
                 records[-1] += "\n" + line
         return records
-
-    def remove_config(self) -> None:
-        shutil.rmtree(self.config_dir, ignore_errors=True)
 
 
 class HaSocket:

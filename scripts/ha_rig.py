@@ -227,6 +227,7 @@ class StoveDaemon:
         self.kitchen = kitchen
         self.base_topic = base_topic
         self.names = {"left": "Left burner", "right": "Right burner"}
+        self.ids = {b: b for b in BURNERS}  # the kitchen's burner -> its id in the config
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout, not an install
 
@@ -256,7 +257,7 @@ class StoveDaemon:
                     "name": "Kitchen gas hob",
                     "burners": [
                         {
-                            "id": b,
+                            "id": self.ids[b],
                             "name": self.names[b],
                             "relay": {"device": "hob", "channel": ch},
                             "pulse_s": PULSE_S,
@@ -268,7 +269,7 @@ class StoveDaemon:
             "inputs": {
                 "flame": [
                     {
-                        "burner": b,
+                        "burner": self.ids[b],
                         "topic": f"{k.sensor_prefix}/sensor/{b}_thermocouple/state",
                         "lit_above_mv": 12,
                     }
