@@ -624,14 +624,13 @@ class Run:
         self.ready(second, "left")
         self.ready(first, "left")
         button = self.entity(second, "shutoff", "left")
-        t0 = time.time()
+        t0, shown = time.time(), self.state(button)  # HA does not press an unavailable button
         self.socket.service("button", "press", button.entity_id or "")
         try:
             second.kitchen.expect("left", 5, lit=False)
         except Failed as exc:
-            shown = self.state(button)  # HA does not press a button that is unavailable
             raise Failed(
-                f"{button.entity_id} ({shown}): {exc}; {self.explain(second, t0)}"
+                f"{button.entity_id} ({shown} when pressed): {exc}; {self.explain(second, t0)}"
             ) from None
         if not first.kitchen.lit("left"):
             raise Failed("pressing flat2's button also put out the first kitchen's left burner")
@@ -808,7 +807,7 @@ def main() -> int:
         "--two", action="store_true", help="also run a second daemon (other base_topic)"
     )
     parser.add_argument("--all", action="store_true", help="--restart --rename --two")
-    parser.add_argument("--install-only", action="store_true")
+    parser.add_argument("--install-only", action="store_true", help="install, run nothing")
     parser.add_argument(
         "--keep", action="store_true", help="keep the run's files even if all is ok"
     )
