@@ -342,13 +342,7 @@ class StoveDaemon:
 
 
 def _event_time(event: dict[str, Any]) -> float:
-    for key in ("ts", "time", "at"):
-        value = event.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str) and (parsed := parse_time(value)):
-            return parsed.timestamp()
-    return time.time()
+    return float(event.get("ts") or time.time())
 
 
 # -- what Home Assistant shows ------------------------------------------------------
