@@ -117,11 +117,12 @@ class Run(Checks):
 
 def _grouped(records: list[str]) -> list[tuple[str, int]]:
     """Log records, the first of each kind verbatim with how many more there were; a
-    kind is the logger and the message with its quoted values left out."""
+    kind is the logger and the start of the message, its quoted values and numbers
+    left out."""
     kinds: dict[str, list[Any]] = {}
     for record in records:
         first = record.splitlines()[0]
-        kind = re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "_", first.split(" ", 2)[-1])
+        kind = re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "_", first.split(" ", 2)[-1])[:80]
         kinds.setdefault(kind, [record, -1])[1] += 1
     return [(record, more) for record, more in kinds.values()]
 
