@@ -324,7 +324,8 @@ class Checks:
         kind = shown["attributes"].get("event_type")
         if kind != "shutoff":
             raise Failed(f"{events.entity_id}: event_type {kind!r}, expected 'shutoff'")
-        return f"{events.entity_id}: {shown['state']} {kind}"
+        source = shown["attributes"].get("source")
+        return f"{events.entity_id}: {shown['state']} {kind}, source {source}"
 
     def lock_service(self, lock: Entity, locked: bool) -> None:
         if lock.component == "lock":
