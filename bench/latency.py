@@ -28,10 +28,19 @@ leaves Python's automatic collection on. Either way the collections that overlap
 sample are counted per side. The daemon and ``bench/bare.py`` keep their own
 collection as they are.
 
+``--tree NAME=PATH`` (twice or more): an A/B in one run. Each round then runs one
+stove-ctl daemon per tree, started from that source tree (``PYTHONPATH=PATH`` with
+``PYTHONSAFEPATH=1``, so neither the working directory's nor the installed
+``stove_ctl`` wins; checked before the first round), each with its own simulated relay,
+MQTT client id and base topic, plus the bare baseline; every set of samples is one per
+side in random order. Per tree: the p99 ratio tree / bare with its bootstrap interval,
+and the difference in pooled p99 ratio from the first tree, with a bootstrap 95%
+interval (each side resampled on its own). Nothing is written to docs/PERFORMANCE.md.
+
 For miio, every stove-ctl sample is classified by whether a polling read
 (get_properties) reached the device in the 10 ms before the cut.
 ``--profile``: log the daemon's event-loop stalls over 2 ms and its collections over
-1 ms (``bench/loopwatch``), shown against the slowest samples. ``--pyspy``: run
+1 ms (``bench/diag/loopwatch``), shown against the slowest samples. ``--pyspy``: run
 ``py-spy record`` on the daemon (py-spy must be installed).
 """
 
@@ -42,6 +51,7 @@ import gc
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -79,8 +89,26 @@ from tests.daemon import Daemon
 
 TOKEN = "00112233445566778899aabbccddeeff"
 SHUTOFF = {"action": "shutoff", "burner": "b"}
-LOOPWATCH = ROOT / "bench" / "loopwatch"
+LOOPWATCH = ROOT / "bench" / "diag" / "loopwatch"
 HOSTS = {"stove-ctl": "127.0.0.77", "bare": "127.0.0.78"}
+DEFAULT: dict[str, Path | None] = {"stove-ctl": None}  # one daemon, from the tree the bench runs in
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """A daemon's environment for a source tree: its ``stove_ctl`` first, not the one in
+    the working directory (``python -m`` would put that first) or the installed one."""
+    return {"PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
+
+
+def imported_from(tree: Path) -> str:
+    """Where ``stove_ctl`` comes from in a daemon's environment for ``tree``."""
+    return subprocess.run(
+        [sys.executable, "-c", "import stove_ctl; print(stove_ctl.__file__)"],
+        env={**os.environ, **tree_env(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def client(port: int) -> paho.Client:
@@ -116,15 +144,24 @@ class Watched:
         self.switched_off.clear()
 
 
-def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, Any], pulse: float) -> Path:
+def base_topic(who: str) -> str:
+    return "stove_ctl" if who == "stove-ctl" else f"stove_ctl_{who}"
+
+
+def daemon_config(
+    tmp: Path, name: str, port: int, relay: dict[str, Any], pulse: float, who: str = "stove-ctl"
+) -> Path:
     path = tmp / f"{name}.yaml"
+    mqtt = {"host": "127.0.0.1", "port": port, "discovery": False}
+    if who != "stove-ctl":
+        mqtt |= {"client_id": f"stove-ctl-{who}", "base_topic": base_topic(who)}
     path.write_text(
         yaml.safe_dump(
             {
                 "state_dir": str(tmp / f"state-{name}"),
                 "socket": str(tmp / f"{name}.sock"),
                 "log_level": "warning",
-                "mqtt": {"host": "127.0.0.1", "port": port, "discovery": False},
+                "mqtt": mqtt,
                 "relays": {"r": relay},
                 "stoves": [
                     {
@@ -139,66 +176,85 @@ def daemon_config(tmp: Path, name: str, port: int, relay: dict[str, Any], pulse:
 
 
 class Round:
-    """One round of one preset: a daemon, a bare baseline, their two devices."""
+    """One round of one preset: the daemons (one per tree), a bare baseline, and a
+    device for each."""
 
     def __init__(
-        self, preset: str, broker: Mosquitto, tmp: Path, pulse: float, watch: Path | None = None
+        self,
+        preset: str,
+        broker: Mosquitto,
+        tmp: Path,
+        pulse: float,
+        watch: Path | None = None,
+        trees: dict[str, Path | None] = DEFAULT,
     ) -> None:
         self.watch = watch
+        self.trees = trees
+        self.sides = [*trees, "bare"]
         self.seq = 0
-        # stove-ctl samples: (command id, publish wall time, device switched wall time)
-        self.walls: list[tuple[str, float, float]] = []
+        # per daemon: (command id, publish wall time, device switched wall time)
+        self.walls: dict[str, list[tuple[str, float, float]]] = {who: [] for who in trees}
         # Tasmota: (monotonic time, command) as each message reaches the device
-        self.arrivals: dict[str, list[tuple[float, str]]] = {"stove-ctl": [], "bare": []}
+        self.arrivals: dict[str, list[tuple[float, str]]] = {who: [] for who in self.sides}
         # per sample: (who, publish monotonic time, latency ms)
         self.starts: list[tuple[str, float, float]] = []
         self.preset = preset
         self.broker = broker
         self.tmp = tmp
         self.pulse = pulse
-        self.boards = {who: Watched() for who in ("stove-ctl", "bare")}
+        self.boards = {who: Watched() for who in self.sides}
         self.devices: list[Any] = []
         self.sims: dict[str, MiioRelaySim] = {}
-        self.daemon: Daemon | None = None
+        self.daemons: dict[str, Daemon] = {}
         self.bare: subprocess.Popen[str] | None = None
         self.pub: paho.Client | None = None
 
+    def host(self, who: str) -> str:
+        """miio: the first daemon and the baseline as ever, further daemons after them."""
+        if who in HOSTS:
+            return HOSTS[who]
+        i = list(self.trees).index(who)
+        return f"127.0.0.{77 if i == 0 else 78 + i}"
+
     def __enter__(self) -> Round:
         port = self.broker.port
+        relays: dict[str, dict[str, Any]] = {}
         if self.preset == "miio":
-            for who, host in HOSTS.items():
-                self.sims[who] = MiioRelaySim(self.boards[who].board, host=host, token=TOKEN)
+            for who in self.sides:
+                board = self.boards[who].board
+                self.sims[who] = MiioRelaySim(board, host=self.host(who), token=TOKEN)
                 self.devices.append(self.sims[who].start())
-            relay: dict[str, Any] = {
-                "driver": "miio",
-                "host": HOSTS["stove-ctl"],
-                "token": TOKEN,
-                "poll_s": 1,
-            }
-            bare_args = ["--miio", HOSTS["bare"]]
+                relays[who] = {
+                    "driver": "miio",
+                    "host": self.host(who),
+                    "token": TOKEN,
+                    "poll_s": 1,
+                }
+            bare_args = ["--miio", self.host("bare")]
         else:
-            for who in ("stove-ctl", "bare"):
+            for who in self.sides:
                 device = TasmotaRelay(self.boards[who].board, port, topic=f"bench-{who}")
                 self._log_arrivals(device, who)
                 self.devices.append(device.start())
-            relay = {
-                "driver": "mqtt",
-                "preset": "tasmota",
-                "device": "bench-stove-ctl",
-                "device_pulse": True,
-            }
+                relays[who] = {
+                    "driver": "mqtt",
+                    "preset": "tasmota",
+                    "device": f"bench-{who}",
+                    "device_pulse": True,
+                }
             bare_args = ["--tasmota", "bench-bare"]
-        env = None
-        if self.watch is not None:
-            path = os.environ.get("PYTHONPATH")
-            env = {
-                "PYTHONPATH": f"{LOOPWATCH}:{path}" if path else str(LOOPWATCH),
-                "STOVE_BENCH_LOOPWATCH": str(self.watch),
-            }
-        config = daemon_config(self.tmp, self.preset, port, relay, self.pulse)
-        self.daemon = Daemon(config, env=env)
-        self.daemon.start()
-        self.daemon.wait_reconciled()
+        for who, tree in self.trees.items():
+            env = tree_env(tree) if tree is not None else {}
+            if self.watch is not None:
+                path = env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
+                env["PYTHONPATH"] = f"{LOOPWATCH}:{path}" if path else str(LOOPWATCH)
+                env["STOVE_BENCH_LOOPWATCH"] = str(self.watch)
+            home = self.tmp if who == "stove-ctl" else self.tmp / who
+            home.mkdir(exist_ok=True)
+            config = daemon_config(home, self.preset, port, relays[who], self.pulse, who)
+            self.daemons[who] = Daemon(config, env=env or None)
+            self.daemons[who].start()
+            self.daemons[who].wait_reconciled()
         self.bare = subprocess.Popen(
             [
                 *(sys.executable, str(ROOT / "bench" / "bare.py"), "--port", str(port)),
@@ -231,22 +287,22 @@ class Round:
         if self.bare is not None:
             self.bare.terminate()
             self.bare.wait(10)
-        if self.daemon is not None:
-            self.daemon.stop()
+        for daemon in self.daemons.values():
+            daemon.stop()
         for device in self.devices:
             device.stop()
 
     def idle(self, who: str) -> bool:
         if who == "bare":
             return True
-        assert self.daemon is not None
-        return bool(self.daemon.request({"action": "status"})["burners"][0]["mode"] == "ready")
+        reply = self.daemons[who].request({"action": "status"})
+        return bool(reply["burners"][0]["mode"] == "ready")
 
     def sample(self, who: str) -> float:
         assert self.pub is not None
         watched = self.boards[who]
         watched.arm()
-        topic = "stove_ctl/k/cmd" if who == "stove-ctl" else "bare/cmd"
+        topic = "bare/cmd" if who == "bare" else f"{base_topic(who)}/k/cmd"
         self.seq += 1
         command_id = f"bench-{self.seq}"
         payload = json.dumps({**SHUTOFF, "id": command_id})
@@ -256,17 +312,17 @@ class Round:
             raise RuntimeError(f"{who}: the device never switched")
         latency = (watched.on_at - t0) * 1000
         self.starts.append((who, t0, latency))
-        if who == "stove-ctl":
-            self.walls.append((command_id, wall, wall + (watched.on_at - t0)))
+        if who != "bare":
+            self.walls[who].append((command_id, wall, wall + (watched.on_at - t0)))
         if not watched.switched_off.wait(self.pulse + 10):
             raise RuntimeError(f"{who}: the pulse never ended")
         time.sleep(0.05)
         wait_until(lambda: self.idle(who), 10, 0.01)
         return latency
 
-    def polled_before(self, window_s: float = 0.010) -> Callable[[float], bool]:
-        """For miio: did a polling read reach the daemon's device shortly before t?"""
-        sim = self.sims["stove-ctl"]
+    def polled_before(self, who: str, window_s: float = 0.010) -> Callable[[float], bool]:
+        """For miio: did a polling read reach this daemon's device shortly before t?"""
+        sim = self.sims[who]
 
         def check(t_on: float) -> bool:
             return any(
@@ -288,14 +344,13 @@ class Round:
                 out.append((who, latency, (pulse - t0) * 1000, (power - t0) * 1000))
         return out
 
-    def split(self) -> list[tuple[str, float, float, float]]:
-        """Per stove-ctl sample: (id, publish -> the controller's ``command`` event,
-        that event -> the device switched, the total), in ms, from the daemon's events."""
-        assert self.daemon is not None
-        events = self.daemon.request({"action": "events", "limit": 10_000})["events"]
+    def split(self, who: str) -> list[tuple[str, float, float, float]]:
+        """Per sample of daemon ``who``: (id, publish -> the controller's ``command``
+        event, that event -> the device switched, the total), in ms, from its events."""
+        events = self.daemons[who].request({"action": "events", "limit": 10_000})["events"]
         seen = {e["command_id"]: e["ts"] for e in events if e["kind"] == "command"}
         out = []
-        for command_id, sent, switched in self.walls:
+        for command_id, sent, switched in self.walls[who]:
             if command_id in seen:
                 ts = seen[command_id]
                 out.append(
@@ -319,21 +374,22 @@ def run_round(
     profile: bool,
     pyspy: bool,
     quiet_gc: bool,
+    trees: dict[str, Path | None] = DEFAULT,
 ) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
-    collided: list[tuple[float, bool]] = []
+    samples: dict[str, list[float]] = {who: [] for who in [*trees, "bare"]}
+    collided: dict[str, list[tuple[float, bool]]] = {who: [] for who in trees}
     spy: subprocess.Popen[bytes] | None = None
     load_before = load_text()
     watch = tmp / "loopwatch.txt" if profile else None
-    with Round(preset, broker, tmp, pulse, watch) as r:
-        if pyspy and r.daemon is not None:
+    with Round(preset, broker, tmp, pulse, watch, trees) as r:
+        if pyspy and r.daemons:
             out = Path(tempfile.gettempdir()) / f"stove-bench-py-spy-{preset}-{os.getpid()}.txt"
             spy = subprocess.Popen(
                 [
                     "py-spy",
                     "record",
                     "-p",
-                    str(r.daemon.pid),
+                    str(next(iter(r.daemons.values())).pid),
                     "--rate",
                     "500",
                     "--nonblocking",
@@ -348,7 +404,7 @@ def run_round(
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
-        check = r.polled_before() if preset == "miio" else None
+        checks = {who: r.polled_before(who) for who in trees} if preset == "miio" else {}
         gcwatch = GcWatch()
         gc.callbacks.append(gcwatch)
         if quiet_gc:
@@ -358,7 +414,7 @@ def run_round(
             gc.disable()
         try:
             for _ in range(n):
-                order = ["stove-ctl", "bare"]
+                order = list(r.sides)
                 rng.shuffle(order)
                 for who in order:
                     if quiet_gc:
@@ -366,10 +422,10 @@ def run_round(
                     time.sleep(rng.uniform(0.05, 0.3))
                     value = r.sample(who)
                     samples[who].append(value)
-                    if who == "stove-ctl" and check is not None:
+                    if who in checks:
                         on_at = r.boards[who].on_at
                         assert on_at is not None
-                        collided.append((value, check(on_at)))
+                        collided[who].append((value, checks[who](on_at)))
         finally:
             gc.callbacks.remove(gcwatch)
             if quiet_gc:
@@ -379,7 +435,7 @@ def run_round(
             spy.send_signal(2)
             spy.wait(30)
             print(f"py-spy profile: {out}", flush=True)
-        split = r.split()
+        split = {who: r.split(who) for who in trees}
         gaps = r.pulse_gaps()
     stalls = []
     if watch is not None and watch.exists():
@@ -402,48 +458,50 @@ def run_round(
 
 
 def explain(preset: str, round_no: int, result: dict[str, Any]) -> list[str]:
-    """Where the stove-ctl time went: the split at the controller's ``command`` event,
+    """Where each daemon's time went: the split at the controller's ``command`` event,
     and for the slowest samples any event-loop stall that overlapped them."""
-    split = result["split"]
-    if not split:
+    lines = []
+    for who, split in result["split"].items():
+        if not split:
+            continue
+        name = "" if who == "stove-ctl" else f" {who}"
+        before = summary([b for _, b, _, _ in split])
+        after = summary([a for _, _, a, _ in split])
+        lines.append(
+            f"{preset} round {round_no}{name}: publish -> `command` event p50 "
+            f"{before['p50']:.2f} / p99 {before['p99']:.2f} ms; `command` event -> relay set "
+            f"p50 {after['p50']:.2f} / p99 {after['p99']:.2f} ms (N {len(split)})"
+        )
+        walls = {c: (sent, switched) for c, sent, switched in result["walls"][who]}
+        for command_id, b, a, total in sorted(split, key=lambda x: -x[3])[:3]:
+            sent, switched = walls[command_id]
+            overlapping = [
+                f"{took:.1f} ms {what}"
+                for at, took, what in result["stalls"]
+                if at < switched and at + took / 1000 > sent - 0.05
+            ]
+            lines.append(
+                f"  slowest{name}: {total:.2f} ms = {b:.2f} to the `command` event + {a:.2f} "
+                "after" + (f"; loop stalls: {'; '.join(overlapping)}" if overlapping else "")
+            )
+    if not lines:
         return []
-    before = summary([b for _, b, _, _ in split])
-    after = summary([a for _, _, a, _ in split])
-    lines = [
-        f"{preset} round {round_no}: publish -> `command` event p50 {before['p50']:.2f} / "
-        f"p99 {before['p99']:.2f} ms; `command` event -> relay set p50 {after['p50']:.2f} / "
-        f"p99 {after['p99']:.2f} ms (N {len(split)})"
+    lines[1:1] = [
+        f"  slowest {who} (Tasmota): {latency:.2f} ms; PulseTime reached the device at "
+        f"{pulse:.2f} ms, POWER at {power:.2f} ms"
+        for who, latency, pulse, power in sorted(result.get("gaps", []), key=lambda g: -g[1])[:3]
     ]
-    for who, latency, pulse, power in sorted(result.get("gaps", []), key=lambda g: -g[1])[:3]:
-        lines.append(
-            f"  slowest {who} (Tasmota): {latency:.2f} ms; PulseTime reached the device at "
-            f"{pulse:.2f} ms, POWER at {power:.2f} ms"
-        )
-    walls = {c: (sent, switched) for c, sent, switched in result["walls"]}
-    for command_id, b, a, total in sorted(split, key=lambda x: -x[3])[:3]:
-        sent, switched = walls[command_id]
-        overlapping = [
-            f"{took:.1f} ms {what}"
-            for at, took, what in result["stalls"]
-            if at < switched and at + took / 1000 > sent - 0.05
-        ]
-        lines.append(
-            f"  slowest: {total:.2f} ms = {b:.2f} to the `command` event + {a:.2f} after"
-            + (f"; loop stalls: {'; '.join(overlapping)}" if overlapping else "")
-        )
     bench_gc = result.get("bench_gc", [])
-    hit = {
-        who: [(lat, cols) for w, lat, cols in bench_gc if w == who and cols]
-        for who in ("stove-ctl", "bare")
-    }
+    sides = list(result["samples"])
+    hit = {who: [(lat, cols) for w, lat, cols in bench_gc if w == who and cols] for who in sides}
     if bench_gc:
         lines.append(
-            f"  bench-process collections during a sample: stove-ctl {len(hit['stove-ctl'])}, "
-            f"bare {len(hit['bare'])}"
+            "  bench-process collections during a sample: "
+            + ", ".join(f"{who} {len(hit[who])}" for who in sides)
             + "".join(
                 f"; {who} {lat:.2f} ms with "
                 + ", ".join(f"gen{gen} {ms:.1f} ms" for ms, gen in cols)
-                for who in ("stove-ctl", "bare")
+                for who in sides
                 for lat, cols in sorted(hit[who], key=lambda h: -h[0])[:2]
             )
         )
@@ -463,6 +521,38 @@ def bootstrap_ratio(
         b = [bare[rng.randrange(len(bare))] for _ in bare]
         ratios.append(pct(a, 99) / pct(b, 99))
     return pct(ratios, 2.5), pct(ratios, 97.5)
+
+
+def bootstrap_difference(
+    first: list[float], other: list[float], bare: list[float], rng: random.Random
+) -> tuple[float, float]:
+    """95% interval of (other p99 / bare p99) - (first p99 / bare p99), each side
+    resampled on its own (one bare resample serves both ratios)."""
+    diffs = []
+    for _ in range(2000):
+        b = pct(rng.choices(bare, k=len(bare)), 99)
+        a = pct(rng.choices(first, k=len(first)), 99)
+        o = pct(rng.choices(other, k=len(other)), 99)
+        diffs.append(o / b - a / b)
+    return pct(diffs, 2.5), pct(diffs, 97.5)
+
+
+def table_rows(
+    preset: str, label: str, s: dict[str, dict[str, float]], tail: dict[str, str]
+) -> list[list[Any]]:
+    """One row per side. The p99 ratio (daemon / bare) is on the bare row when there
+    is one daemon (as ever), on each daemon's row when there are several."""
+    daemons = [who for who in s if who != "bare"]
+    ratio = {who: s[who]["p99"] / s["bare"]["p99"] for who in daemons}
+    if len(daemons) == 1:
+        ratio = {"bare": ratio[daemons[0]]}
+    return [
+        [
+            *(preset, label, who, s[who]["n"], s[who]["p50"], s[who]["p90"], s[who]["p99"]),
+            *(s[who]["max"], ratio.get(who, float("nan")), tail[who]),
+        ]
+        for who in s
+    ]
 
 
 HEADER = [
@@ -502,22 +592,46 @@ def main() -> int:
         "generations collected before each gap); auto: Python's automatic collection, "
         "which can land inside a sample of either side",
     )
-    parser.add_argument(
-        "--keep", type=Path, help="write the raw samples (JSON) here, for bench/pool.py"
-    )
+    parser.add_argument("--keep", type=Path, help="write the raw samples (JSON) here")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="NAME=PATH",
+        help="a stove-ctl daemon from the source tree PATH (twice or more: an A/B in one "
+        "run, against one bare baseline; implies --no-write)",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    trees: dict[str, Path | None] = dict(DEFAULT)
+    if args.tree:
+        trees = {}
+        for spec in args.tree:
+            name, _, path = spec.partition("=")
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,20}", name) or name in ("bare", "stove-ctl"):
+                parser.error(f"--tree {spec}: NAME is 1-20 of A-Z a-z 0-9 _ - (not bare)")
+            if name in trees or not (Path(path) / "stove_ctl").is_dir():
+                parser.error(f"--tree {spec}: a second {name}, or no stove_ctl/ in {path}")
+            trees[name] = tree = Path(path).resolve()
+            where = imported_from(tree)
+            if not where.startswith(str(tree / "stove_ctl") + os.sep):
+                parser.error(f"--tree {spec}: the daemon would import {where}")
+            print(f"tree {name}: stove_ctl from {where}", flush=True)
+        if args.profile or args.pyspy:
+            parser.error("--profile and --pyspy take one daemon, not --tree")
+        args.no_write = True
     rows: list[list[Any]] = []
     extra: list[str] = []
     raw: list[dict[str, Any]] = []
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         broker = (NoDelayMosquitto(tmp) if args.broker_nodelay else Mosquitto(tmp)).start()
         try:
             for preset in args.presets.split(","):
-                pooled: dict[str, list[float]] = {"stove-ctl": [], "bare": []}
-                collided: list[tuple[float, bool]] = []
+                preset_started = time.monotonic()
+                pooled: dict[str, list[float]] = {who: [] for who in [*trees, "bare"]}
+                collided: dict[str, list[tuple[float, bool]]] = {who: [] for who in trees}
                 for i in range(args.rounds):
                     (tmp / f"{preset}{i}").mkdir()
                     result = run_round(
@@ -530,62 +644,49 @@ def main() -> int:
                         args.profile,
                         args.pyspy,
                         args.bench_gc == "quiet",
+                        trees,
                     )
                     raw.append({"preset": preset, "round": i + 1, **result})
                     for line in explain(preset, i + 1, result):
                         print(line, flush=True)
                         extra.append(line)
-                    collided += result["collided"]
-                    s = {who: summary(v) for who, v in result["samples"].items()}
-                    for who in ("stove-ctl", "bare"):
+                    for who in trees:
+                        collided[who] += result["collided"][who]
+                    for who in pooled:
                         pooled[who] += result["samples"][who]
-                        ratio = (
-                            s["stove-ctl"]["p99"] / s["bare"]["p99"]
-                            if who == "bare"
-                            else float("nan")
-                        )
-                        rows.append(
-                            [
-                                preset,
-                                str(i + 1),
-                                who,
-                                s[who]["n"],
-                                s[who]["p50"],
-                                s[who]["p90"],
-                                s[who]["p99"],
-                                s[who]["max"],
-                                ratio,
-                                result["load"],
-                            ]
-                        )
-                    print(table(HEADER, rows[-2:]), flush=True)
+                    s = {who: summary(v) for who, v in result["samples"].items()}
+                    rows += table_rows(preset, str(i + 1), s, dict.fromkeys(s, result["load"]))
+                    print(table(HEADER, rows[-len(s) :]), flush=True)
                 p = {who: summary(v) for who, v in pooled.items()}
-                lo, hi = bootstrap_ratio(pooled["stove-ctl"], pooled["bare"], rng)
-                for who in ("stove-ctl", "bare"):
-                    ratio = (
-                        p["stove-ctl"]["p99"] / p["bare"]["p99"] if who == "bare" else float("nan")
+                cis = {
+                    who: "95% CI of ratio {:.2f}-{:.2f}".format(
+                        *bootstrap_ratio(pooled[who], pooled["bare"], rng)
                     )
-                    rows.append(
-                        [
-                            preset,
-                            "pooled",
-                            who,
-                            p[who]["n"],
-                            p[who]["p50"],
-                            p[who]["p90"],
-                            p[who]["p99"],
-                            p[who]["max"],
-                            ratio,
-                            f"95% CI of ratio {lo:.2f}-{hi:.2f}",
-                        ]
-                    )
-                print(table(HEADER, rows[-2:]), flush=True)
-                if collided:
-                    hit = [v for v, c in collided if c]
-                    miss = [v for v, c in collided if not c]
+                    for who in trees
+                }
+                tail = {"bare": cis[next(iter(trees))] if len(trees) == 1 else "", **cis}
+                rows += table_rows(preset, "pooled", p, tail)
+                print(table(HEADER, rows[-len(p) :]), flush=True)
+                first, *others = trees
+                for other in others:
+                    ratio = {who: p[who]["p99"] / p["bare"]["p99"] for who in (first, other)}
+                    lo, hi = bootstrap_difference(pooled[first], pooled[other], pooled["bare"], rng)
                     line = (
-                        f"{preset}: stove-ctl samples with a polling read at the device in the "
-                        f"10 ms before the cut: {len(hit)} of {len(collided)}"
+                        f"{preset}: pooled p99 ratio {other} - {first} = {ratio[other]:.2f} - "
+                        f"{ratio[first]:.2f} = {ratio[other] - ratio[first]:+.2f}, bootstrap "
+                        f"95% CI {lo:+.2f} to {hi:+.2f} (N {p[first]['n']} / {p[other]['n']} "
+                        f"/ bare {p['bare']['n']})"
+                    )
+                    extra.append(line)
+                    print(line, flush=True)
+                for who, seen in collided.items():
+                    if not seen:
+                        continue
+                    hit = [v for v, c in seen if c]
+                    miss = [v for v, c in seen if not c]
+                    line = (
+                        f"{preset}: {who} samples with a polling read at the device in the "
+                        f"10 ms before the cut: {len(hit)} of {len(seen)}"
                     )
                     if hit:
                         line += (
@@ -595,10 +696,10 @@ def main() -> int:
                         )
                     extra.append(line)
                     print(line, flush=True)
+                print(f"{preset}: wall time {time.monotonic() - preset_started:.0f} s", flush=True)
         finally:
             broker.stop()
     if args.keep is not None:
-        # For bench/pool.py: several runs of the same code pooled into one estimate.
         kept = {
             "revision": revision(),
             "machine": machine(),
@@ -606,6 +707,7 @@ def main() -> int:
             "broker_nodelay": args.broker_nodelay,
             "bench_gc": args.bench_gc,
             "pulse": args.pulse,
+            "trees": {who: str(tree) for who, tree in trees.items() if tree is not None},
             "rounds": raw,
         }
         args.keep.write_text(json.dumps(kept))
@@ -614,6 +716,7 @@ def main() -> int:
     print(out)
     for line in extra:
         print(line)
+    print(f"wall time {time.monotonic() - started:.0f} s; {load_text()}")
     if args.no_write:
         return 0
     cmd = f"python bench/latency.py --rounds {args.rounds} -n {args.n}"
