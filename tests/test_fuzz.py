@@ -132,7 +132,8 @@ class World:
 
     async def send(self, payload: bytes, retain: bool = False) -> dict[str, Any]:
         message = Incoming("stove_ctl/kitchen/cmd", payload, retain)
-        return await self.api._run(self.api.channels["kitchen"], message)
+        reply = self.api._run(self.api.channels["kitchen"], message)
+        return reply if isinstance(reply, dict) else await reply
 
     def events(self) -> list[Event]:
         return self.kitchen.events.query(10_000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,12 @@ class _StoveChannel:
             self.publish_state()
 
     def _on_text(self, message: Incoming) -> None:
-        self._track(asyncio.ensure_future(self.api.handle_text(self, message)))
+        self.track(asyncio.ensure_future(self.api.handle_text(self, message)))
 
     def _on_command(self, message: Incoming) -> None:
-        self._track(asyncio.ensure_future(self.api.handle_command(self, message)))
+        self.api.handle_command(self, message)
 
-    def _track(self, task: asyncio.Task[None]) -> None:
+    def track(self, task: asyncio.Task[None]) -> None:
         self.api.tasks.add(task)
         task.add_done_callback(self.api.tasks.discard)
 
@@ -290,16 +291,31 @@ class MqttApi:
 
         return await channel.ids.once(given_id, fingerprint("text", data), work)
 
-    async def handle_command(self, channel: _StoveChannel, message: Incoming) -> None:
-        reply_to = message.response_topic or channel.topic("result")
-        reply = await self._run(channel, message)
+    def handle_command(self, channel: _StoveChannel, message: Incoming) -> None:
+        """``…/cmd``. A payload that is no command is answered here and now; a command
+        runs as a task. In a flood, paho hands over thousands of messages in one read:
+        bad ones then cost no task each, and memory stays flat."""
+        reply = self._run(channel, message)
+        if isinstance(reply, dict):
+            self._reply(channel, message, reply)
+            return
+
+        async def later() -> None:
+            self._reply(channel, message, await reply)
+
+        channel.track(asyncio.ensure_future(later()))
+
+    def _reply(self, channel: _StoveChannel, message: Incoming, reply: dict[str, Any]) -> None:
         channel.link.publish(
-            reply_to,
+            message.response_topic or channel.topic("result"),
             json.dumps(reply, ensure_ascii=False),
             correlation_data=message.correlation_data,
         )
 
-    async def _run(self, channel: _StoveChannel, message: Incoming) -> dict[str, Any]:
+    def _run(
+        self, channel: _StoveChannel, message: Incoming
+    ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
+        """The reply to a bad payload, or the work that answers a command."""
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             return _error(None, "too_large", f"command larger than {MAX_PAYLOAD_BYTES} bytes")
         try:
@@ -316,10 +332,14 @@ class MqttApi:
         command_data["remote"] = True
         if command_data.get("burner") is None:
             command_data["burner"] = "all"  # all of this stove's burners
+        try:
+            # A refused command takes no id (command_ids), so it is refused before one.
+            command = parse_command(command_data, source="mqtt")
+        except CommandError as exc:
+            return _error(given_id, exc.code, exc.message)
 
         async def work() -> dict[str, Any]:
             try:
-                command = parse_command(command_data, source="mqtt")
                 result = await self.controller.execute(
                     command, wait="confirmed", timeout_s=self.config.command_timeout_s
                 )
@@ -327,7 +347,7 @@ class MqttApi:
                 return _error(given_id, exc.code, exc.message)
             return {"id": command.id, **result}
 
-        return await channel.ids.once(given_id, same, work)
+        return channel.ids.once(given_id, same, work)
 
 
 def _stoves_of(event: Event) -> set[str] | None:
