@@ -182,6 +182,11 @@ class TlsConfig(Model):
     key_file: Path | None = None
 
 
+def slug_of(topic: str) -> str:
+    """A base topic as an id: anything but letters, digits, ``_`` and ``-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", topic)
+
+
 class MqttConfig(Model):
     """The broker: remote commands, state, events, Home Assistant, and MQTT relays."""
 
@@ -209,9 +214,7 @@ class MqttConfig(Model):
     def _default_client_id(cls, data: Any) -> Any:
         if isinstance(data, dict) and "client_id" not in data:
             base = data.get("base_topic", "stove_ctl")
-            instance = data.get("instance_id") or (
-                re.sub(r"[^A-Za-z0-9_-]", "_", base) if isinstance(base, str) else None
-            )
+            instance = data.get("instance_id") or (slug_of(base) if isinstance(base, str) else None)
             if isinstance(instance, str) and instance != "stove_ctl":
                 data = {**data, "client_id": f"stove-ctl-{instance}"[:64]}
         return data
@@ -220,7 +223,7 @@ class MqttConfig(Model):
     def instance(self) -> str:
         """This installation, in ids: ``instance_id``, else the base topic with anything
         but letters, digits, ``_`` and ``-`` turned into ``_``."""
-        return self.instance_id or re.sub(r"[^A-Za-z0-9_-]", "_", self.base_topic)
+        return self.instance_id or slug_of(self.base_topic)
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:

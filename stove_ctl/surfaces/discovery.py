@@ -25,10 +25,12 @@ from typing import Any
 
 from stove_ctl import __version__
 from stove_ctl.config import MqttConfig, StoveConfig
+from stove_ctl.core.burner import Mode
+from stove_ctl.core.commands import MAX_DELAY_S
 
 log = logging.getLogger(__name__)
 
-MODES = ["ready", "cutting", "locked", "fault"]
+MODES = [mode.value for mode in Mode]
 # Event kinds -> the event entity's event types.
 EVENT_TYPES = {
     "cut_confirmed": "shutoff",
@@ -36,7 +38,7 @@ EVENT_TYPES = {
     "alarm": "alarm",
     "fault": "fault",
 }
-TIMER_MAX_MIN = 1440  # a timer is at most a day ahead
+TIMER_MAX_MIN = int(MAX_DELAY_S // 60)  # a timer is at most a day ahead
 
 
 def node_id(mqtt: MqttConfig, stove_id: str) -> str:
