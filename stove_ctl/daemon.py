@@ -13,6 +13,7 @@ from stove_ctl.instance import single_instance
 from stove_ctl.surfaces.control import ControlServer, claim_socket
 from stove_ctl.surfaces.mqtt_api import MqttApi
 
+SHOWN = 12  # burners named in the "ready" line; a building's are counted
 log = logging.getLogger("stove_ctl")
 
 
@@ -49,11 +50,14 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            burners = runtime.controller.status()["burners"]
+            keys = [b.spec.key for b in runtime.controller.burners()]
+            shown = ", ".join(keys[:SHOWN]) + (
+                f", … ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
+            )
             log.info(
                 "stove-ctl ready: %d burner(s) [%s]; control socket %s; state in %s",
-                len(burners),
-                ", ".join(b["burner"] for b in burners),
+                len(keys),
+                shown,
                 config.control_socket(),
                 config.state_dir,
             )

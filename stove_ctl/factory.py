@@ -129,7 +129,7 @@ def build(config: Config, clock: Clock) -> Runtime:
         # Shutoffs must work without a state store (invariant 8); say so and go on.
         log.error("cannot create state_dir %s: %s", state_dir, exc)
     events = EventLog(state_dir / "events.db")
-    store = StateStore(state_dir / "state.json")
+    store = StateStore(state_dir / "state.db")
 
     relays: dict[str, Relay] = {}
     boards: dict[str, hardware.SimRelay] = {}

@@ -144,7 +144,7 @@ def make_kitchen(
     path = state_dir / "events.db" if events_path == "default" else events_path
     events = EventLog(Path(path) if path is not None else None)
     controller = Controller(
-        specs, events, StateStore(state_dir / "state.json"), clock, trust, confirm_s=confirm_s
+        specs, events, StateStore(state_dir / "state.db"), clock, trust, confirm_s=confirm_s
     )
     return Kitchen(clock, board, stove, controller, events, state_dir, taps)
 

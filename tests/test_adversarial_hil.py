@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 import socket as socketlib
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -225,30 +227,47 @@ def test_restore_direction_text_over_mqtt_needs_a_fresh_ts(
 # -- 2, 3. a damaged state file or timer store fails closed, and says so ---------------------
 
 
+def saved_locks(path: Path) -> dict[str, Any]:
+    """The locks in a stopped daemon's state store, read as another program would."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT key, lock FROM burners WHERE lock IS NOT NULL").fetchall()
+    finally:
+        db.close()
+    return {key: json.loads(lock) for key, lock in rows}
+
+
 def damage(path: Path, how: str) -> bytes | None:
     """Damage a file the way a power cut or a careless hand does; returns what it holds."""
     if how == "directory":
         path.unlink()
         path.mkdir()
         return None
-    content = {"garbage": b"{broken", "empty": b"", "truncated": path.read_bytes()[:25]}[how]
+    whole = path.read_bytes()
+    content = {
+        "garbage": b"{broken",
+        "empty": b"",
+        "truncated": whole[:25],
+        "torn": whole[: len(whole) // 2 + 100],  # a write cut short mid-page
+    }[how]
     path.write_bytes(content)
     return content
 
 
-@pytest.mark.parametrize("how", ["garbage", "empty", "truncated", "directory"])
+@pytest.mark.parametrize("how", ["garbage", "empty", "truncated", "torn", "directory"])
 def test_a_damaged_state_file_keeps_cut_burners_locked_and_says_so(
     tmp_path, broker, daemons, how, record_property
 ) -> None:
-    """Attempt: lock left, stop, damage state.json (garbage, empty, truncated, a
-    directory), start.
+    """Attempt: lock left, stop, damage state.db (garbage, empty, truncated, torn
+    mid-page, a directory), start.
     Expected: left found cut stays cut, locked by startup; an alarm, the log, status
     (text and JSON) and the MQTT state say the state was lost; the bad file is kept."""
     config = kitchen_config(tmp_path, mqtt={"host": "127.0.0.1", "port": broker.port})
     first = daemons(config)
     assert first.cli("lock", "left").returncode == 0
     assert first.stop() == 0
-    state = first.state_dir / "state.json"
+    state = first.state_dir / "state.db"
+    assert saved_locks(state)["kitchen/left"]["source"] == "cli"
     content = damage(state, how)
 
     again = daemons(config)
@@ -274,12 +293,12 @@ def test_a_damaged_state_file_keeps_cut_burners_locked_and_says_so(
     finally:
         watcher.close()
     # The damaged file is kept aside as it was; the lock is saved anew.
-    aside = state.with_name("state.json.damaged")
+    aside = state.with_name("state.db.damaged")
     if content is None:
         assert aside.is_dir()
     else:
         assert aside.read_bytes() == content
-    assert json.loads(state.read_text())["locks"]["kitchen/left"]["source"] == "startup"
+    assert saved_locks(state)["kitchen/left"]["source"] == "startup"
     # A person unlocks it; the next start is a normal one.
     assert again.cli("unlock", "left").returncode == 0
     assert again.relay_outputs()["1"] is False
@@ -293,6 +312,34 @@ def test_a_damaged_state_file_keeps_cut_burners_locked_and_says_so(
         f"left {left['mode']} by {left['lock']['source']}, relay cut after 3 s; alarm, "
         f"STATE LOST logged, status and MQTT health say so; kept as {aside.name}",
     )
+
+
+def test_an_upgrade_takes_over_the_older_state_json(tmp_path, daemons, record_property) -> None:
+    """Attempt: lock left, stop, and leave the state as stove-ctl before state.db saved
+    it (state.json only); start.
+    Expected: left is still locked by the person who locked it, with no alarm; the old
+    file is kept as state.json.imported; the lock is in state.db."""
+    config = kitchen_config(tmp_path)
+    first = daemons(config)
+    assert first.cli("lock", "left").returncode == 0
+    assert first.stop() == 0
+    state = first.state_dir / "state.db"
+    lock = saved_locks(state)["kitchen/left"]
+    state.unlink()
+    (first.state_dir / "state.json").write_text(
+        json.dumps({"locks": {"kitchen/left": lock}, "last_shutoff": {}})
+    )
+    again = daemons(config)
+    again.wait_reconciled()
+    left = again.status("left")
+    assert left["mode"] == "locked" and left["lock"]["source"] == "cli", left
+    assert again.relay_outputs()["1"] is True
+    assert again.request({"action": "status"})["state_store"] == "ok"
+    assert not [e for e in again.events() if e["kind"] == "alarm"]
+    assert not (first.state_dir / "state.json").exists()
+    assert (first.state_dir / "state.json.imported").exists()
+    assert saved_locks(state)["kitchen/left"] == lock
+    record_property("observed", "left still locked by cli; state.json kept as .imported")
 
 
 @pytest.mark.parametrize("how", ["garbage", "empty", "directory"])

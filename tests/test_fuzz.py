@@ -23,6 +23,7 @@ import json
 import math
 import random
 import re
+import sqlite3
 import struct
 import tempfile
 import unicodedata
@@ -118,6 +119,17 @@ COMMAND_FIELDS = {"id", "action", "burner", "source", "ts", "retained", "in", "i
 REFUSAL_EVENTS = {"rejected", "command"}
 
 
+def saved_rows(path: Path) -> list[tuple[Any, ...]] | None:
+    """What the state store holds on disk, read as another program would."""
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT * FROM burners ORDER BY key").fetchall()
+    finally:
+        db.close()
+
+
 @dataclasses.dataclass
 class World:
     """A daemon's command path on a simulated kitchen, with something to lose: a timer
@@ -140,7 +152,7 @@ class World:
 
     def snapshot(self) -> dict[str, Any]:
         controller = self.kitchen.controller
-        state_file = self.kitchen.state_dir / "state.json"
+        state_file = self.kitchen.state_dir / "state.db"
         return {
             "status": controller.status(),
             "burners": [
@@ -167,7 +179,7 @@ class World:
                 for job in self.timers.scheduler.get_jobs()
             ),
             "rules": {key: dataclasses.asdict(w) for key, w in self.rules.watch.items()},
-            "state file": state_file.read_bytes() if state_file.exists() else None,
+            "state file": saved_rows(state_file),
             "remembered ids": {sid: len(c.ids) for sid, c in self.api.channels.items()},
         }
 

@@ -64,3 +64,27 @@ def test_a_failed_write_keeps_every_timer_in_memory(tmp_path: Path) -> None:
     assert [j.id for j in sched.get_jobs()] == ["new"]
     assert store.get_next_run_time() is not None
     sched.shutdown(wait=False)
+
+
+def test_summaries_read_kwargs_without_unpickling_and_fill_in_older_files(
+    tmp_path: Path,
+) -> None:
+    sched, store = scheduler(tmp_path / "timers.db")
+    add(sched, "a", 10)
+    add(sched, "b", 5)
+    sched.remove_job("a")
+    summaries = {job_id: (due, kwargs) for job_id, due, kwargs in store.summaries()}
+    assert list(summaries) == ["b"]
+    due, kwargs = summaries["b"]
+    assert kwargs["burners"] == ["k/l"] and kwargs["action"] == "shutoff"
+    assert due is not None and abs(due - (dt.datetime.now(UTC).timestamp() + 300)) < 60
+    sched.shutdown(wait=False)
+    # A file an older stove-ctl wrote has no kwargs rows: read from the job, once.
+    db = sqlite3.connect(tmp_path / "timers.db", isolation_level=None)
+    db.execute("DELETE FROM stove_ctl_job_kwargs")
+    db.close()
+    again, store = scheduler(tmp_path / "timers.db")
+    assert [s[0] for s in store.summaries()] == ["b"]
+    rows = sqlite3.connect(tmp_path / "timers.db").execute("SELECT id FROM stove_ctl_job_kwargs")
+    assert [r[0] for r in rows] == ["b"]
+    again.shutdown(wait=False)

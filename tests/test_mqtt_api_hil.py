@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.broker import Mosquitto
-from tests.daemon import kitchen_config, wait_for
+from tests.daemon import Daemon, kitchen_config, wait_for
 from tests.mqtt_watch import Watcher
 
 pytestmark = pytest.mark.hil
@@ -126,7 +130,11 @@ def test_home_assistant_discovery_and_resend_on_ha_online(
     unique_ids = [c["unique_id"] for c in configs.values()]
     assert len(set(unique_ids)) == len(unique_ids)
     for config in configs.values():
-        assert config["availability_topic"] == f"{BASE}/availability"
+        assert config["availability"] == [
+            {"topic": "stove_ctl/availability"},
+            {"topic": f"{BASE}/availability"},
+        ]
+        assert config["availability_mode"] == "all"
         assert config["device"]["identifiers"] == ["stove_ctl_kitchen"]
         assert {"name", "manufacturer", "model", "sw_version"} <= set(config["device"])
         assert config["origin"]["name"] == "stove-ctl"
@@ -169,14 +177,21 @@ def test_last_will_on_kill_and_offline_on_clean_shutdown(
     online(watcher)
     watcher.clear()
     daemon.stop()
+    # A clean stop: the stove, then the daemon (every stove of it) offline.
     watcher.wait(f"{BASE}/availability", lambda m: m.payload == b"offline")
+    watcher.wait("stove_ctl/availability", lambda m: m.payload == b"offline")
     assert retained(broker, f"{BASE}/availability") == b"offline"
+    assert retained(broker, "stove_ctl/availability") == b"offline"
     daemon = daemons(config)
     online(watcher)
+    watcher.wait("stove_ctl/availability", lambda m: m.payload == b"online")
     watcher.clear()
     daemon.kill()
-    watcher.wait(f"{BASE}/availability", lambda m: m.payload == b"offline", timeout_s=10)
-    assert retained(broker, f"{BASE}/availability") == b"offline"
+    # Killed: the broker sends the daemon's last will. The stove's own topic still
+    # says online (one connection has one will); Home Assistant needs both online.
+    watcher.wait("stove_ctl/availability", lambda m: m.payload == b"offline", timeout_s=10)
+    assert retained(broker, "stove_ctl/availability") == b"offline"
+    assert retained(broker, f"{BASE}/availability") == b"online"
 
 
 def test_retained_and_stale_unlocks_are_refused(tmp_path, broker, watcher, daemons) -> None:
@@ -293,3 +308,72 @@ def test_text_commands_and_timer_actions_over_mqtt(tmp_path, broker, watcher, da
     assert (
         watcher.wait_json(f"{BASE}/result", lambda r: r.get("id") == "b")["code"] == "bad_command"
     )
+
+
+def test_a_building_of_stoves_is_one_broker_connection(tmp_path, broker, cleanup) -> None:
+    """300 stoves (600 burners) under a limit of 64 open files: one connection per
+    stove would need 300. Every stove is online, its commands work, and the daemon
+    holds one socket to the broker."""
+    stoves = 300
+    data = yaml.safe_load(kitchen_config(tmp_path).read_text())
+    data["relays"] = {
+        f"r{i}": {"driver": "simulated", "channels": 2, "start_lit": True} for i in range(stoves)
+    }
+    data["stoves"] = [
+        {
+            "id": f"s{i}",
+            "burners": [
+                {"id": f"b{n}", "relay": {"device": f"r{i}", "channel": n}, "pulse_s": 0.5}
+                for n in (1, 2)
+            ],
+        }
+        for i in range(stoves)
+    ]
+    data["mqtt"] = mqtt_section(broker)
+    config = tmp_path / "building.yaml"
+    config.write_text(yaml.safe_dump(data))
+    watcher = Watcher(broker.port, ["stove_ctl/+/availability", "stove_ctl/s299/result"])
+    cleanup.append(Closing(watcher))
+    daemon = Daemon(config, prefix=["prlimit", "--nofile=64:64"])
+    cleanup.append(daemon)
+    daemon.start(timeout_s=60)
+    def online_stoves() -> set[str]:
+        return {m.topic for m in watcher.on("stove_ctl/+/availability") if m.payload == b"online"}
+
+    wait_for(
+        lambda: len(online_stoves()) >= stoves,
+        30,
+        lambda: f"{len(online_stoves())} online of {len(watcher.messages)} messages",
+    )
+    watcher.publish("stove_ctl/s299/cmd", {"id": "far", "action": "shutoff", "burner": "b2"})
+    result = watcher.wait_json("stove_ctl/s299/result", lambda r: r["id"] == "far")
+    assert result["ok"] and result["burners"][0]["burner"] == "s299/b2", result
+    assert result["burners"][0]["cut_at"] is not None
+    assert daemon.proc is not None
+    peers = broker_sockets(daemon.proc.pid, broker.port)
+    assert peers == 1, f"{peers} connections to the broker"
+
+
+class Closing:
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def stop(self) -> None:
+        self.watcher.close()
+
+
+def broker_sockets(pid: int, port: int) -> int:
+    """How many TCP connections process ``pid`` holds to ``port`` on loopback."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == port and fields[9] in inodes and fields[3] == "01":  # ESTABLISHED
+            count += 1
+    return count

@@ -11,9 +11,10 @@ a burner's state is ``stove_ctl.core.burner``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from stove_ctl.clock import Clock, wait_or_give_up
@@ -23,7 +24,7 @@ from stove_ctl.core.commands import NEEDS_BURNER, Command, check_trust
 from stove_ctl.core.events import EventKind, EventLog
 from stove_ctl.core.flame import watch as watch_flame
 from stove_ctl.core.relays import RelaySupervisor
-from stove_ctl.core.state import LockRecord, PersistedState, ShutoffRecord, StateStore
+from stove_ctl.core.state import LockRecord, ShutoffRecord, StateStore
 from stove_ctl.drivers.relay import Sample
 from stove_ctl.errors import CommandError
 
@@ -56,6 +57,9 @@ class Controller:
             if spec.key in self._burners:
                 raise ValueError(f"burner {spec.key} defined twice")
             self._burners[spec.key] = Burner(spec)
+        self._by_stove: dict[str, list[Burner]] = {}
+        for burner in self._burners.values():
+            self._by_stove.setdefault(burner.spec.stove, []).append(burner)
         self.events = events
         self.state = state
         self.clock = clock
@@ -63,6 +67,8 @@ class Controller:
         self.confirm_s = confirm_s
         self.zone = zone  # the config's time zone, for times of day said in words
         self.started_at: float | None = None
+        self._flush_due = False  # a write of the state store is scheduled
+        self._batching = False  # inside _one_write
         self.relays = RelaySupervisor(
             self._burners, clock, self._emit, self._save, self._start_shutoff, self._lock
         )
@@ -116,7 +122,7 @@ class Controller:
                 task.cancel()
             await asyncio.gather(*burner.background, return_exceptions=True)
         self._emit("daemon_stop")
-        self._save()
+        self.state.close()
 
     # -- commands ----------------------------------------------------------------
 
@@ -216,7 +222,7 @@ class Controller:
         """Every burner, or only ``stove``'s."""
         if stove is None:
             return list(self._burners.values())
-        return [b for b in self._burners.values() if b.spec.stove == stove]
+        return list(self._by_stove.get(stove, ()))
 
     def local_now(self) -> dt.datetime:
         """Now on the controller's clock, in the config's time zone."""
@@ -311,7 +317,7 @@ class Controller:
             record.cut_at = self.clock.time()
             record.cut_latency_ms = latency
             shutoff.cut_confirmed.set_result(None)
-            self._save()
+            self._save(burner)
             flame = burner.spec.flame
             if shutoff.verify and flame is not None and flame.flame() is not None:
                 burner.spawn(self._verify_flame_out(burner, record, started, before))
@@ -325,7 +331,7 @@ class Controller:
             else:
                 record.outcome = "restored"
                 record.restored_at = self.clock.time()
-            self._save()
+            self._save(burner)
         finally:
             for future in (shutoff.cut_confirmed, shutoff.done):
                 if not future.done():
@@ -436,7 +442,8 @@ class Controller:
     async def _lock_all(
         self, targets: list[Burner], cmd: Command, wait: Wait, timeout_s: float | None
     ) -> dict[str, Any]:
-        futures = [self._lock(b, cmd) for b in targets]
+        with self._one_write():
+            futures = [self._lock(b, cmd) for b in targets]
         if wait != "accepted":
             await wait_or_give_up(self.clock, asyncio.gather(*futures), timeout_s or WAIT_SLACK_S)
         results = [
@@ -449,7 +456,7 @@ class Controller:
         if burner.lock is not None and burner.lock_confirmed is not None:
             return burner.lock_confirmed
         burner.lock = LockRecord(since=self.clock.time(), source=cmd.source, command_id=cmd.id)
-        self._save()  # persist first: a crash now still re-asserts the lock at start-up
+        self._save(burner, now=True)  # on disk before reported: a crash still re-asserts it
         self._emit("lock", burner, source=cmd.source, command_id=cmd.id)
         confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         burner.lock_confirmed = confirmed
@@ -496,7 +503,7 @@ class Controller:
         """End a lock and restore the circuit (unless a shutoff is in flight)."""
         burner.lock = None
         burner.lock_confirmed = None
-        self._save()
+        self._save(burner)
         self._emit("unlock", burner, source=source, command_id=command_id)
         if burner.pulsing:  # an in-flight shutoff restores on its own
             return None
@@ -524,6 +531,27 @@ class Controller:
     # -- changes made by others (Mi Home app, XiaoAi, a power cut) -----------------
 
     # -- views -------------------------------------------------------------------
+
+    def fingerprint(self, stove: str) -> tuple[Any, ...]:
+        """What ``status(stove)`` shows, in a form cheap to build and compare: a
+        publisher rebuilds a stove's state only when this changes."""
+        return (
+            self.events.store_error,
+            self.state.health(),
+            tuple(check() for check in self.health.values()),
+            tuple(
+                (
+                    b.mode,
+                    b.spec.flame.flame() if b.spec.flame is not None else None,
+                    b.relay_cut,
+                    b.fault or b.link_fault,
+                    b.lock and (b.lock.since, b.lock.source, b.lock.command_id),
+                    b.last_shutoff and _shown(b.last_shutoff),
+                    tuple(tuple(extra(b.spec.key).items()) for extra in self.burner_extras),
+                )
+                for b in self._by_stove.get(stove, ())
+            ),
+        )
 
     def status(self, stove: str | None = None) -> dict[str, Any]:
         """Every burner's state (only ``stove``'s, if given)."""
@@ -571,17 +599,41 @@ class Controller:
             kind, self.clock.time(), burner=burner.spec.key if burner else None, **fields
         )
 
-    def _save(self) -> None:
-        self.state.save(
-            PersistedState(
-                locks={k: b.lock for k, b in self._burners.items() if b.lock is not None},
-                last_shutoff={
-                    k: b.last_shutoff
-                    for k, b in self._burners.items()
-                    if b.last_shutoff is not None
-                },
-            )
-        )
+    def _save(self, burner: Burner, now: bool = False) -> None:
+        """Note ``burner``'s lock and last shutoff for the state store. ``now`` writes
+        at once (a lock, before it is reported); else the changes of one event-loop
+        step are written together, in one transaction, once the step is done."""
+        self.state.put(burner.spec.key, burner.lock, burner.last_shutoff)
+        if now and not self._batching:
+            self.state.flush()
+        elif not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        self.state.flush()
+
+    @contextlib.contextmanager
+    def _one_write(self) -> Iterator[None]:
+        """Saves inside are written once, at the end (``lock all``: one write, not one
+        per burner, before any relay is told)."""
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            self.state.flush()
+
+
+def _shown(record: ShutoffRecord) -> tuple[Any, ...]:
+    return (
+        record.requested_at,
+        record.command_id,
+        record.cut_at,
+        record.outcome,
+        record.restored_at,
+    )
 
 
 def _stove_of(cmd: Command) -> dict[str, str]:

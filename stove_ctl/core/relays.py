@@ -33,7 +33,7 @@ class RelaySupervisor:
         burners: dict[str, Burner],
         clock: Clock,
         emit: Emit,
-        save: Callable[[], None],
+        save: Callable[[Burner], None],
         start_shutoff: Callable[[Burner, Command], Any],
         lock: Callable[[Burner, Command], Any],
     ) -> None:
@@ -107,7 +107,7 @@ class RelaySupervisor:
                 # a person) restored the circuit while the daemon was down.
                 last.outcome = "restored"
                 last.restored_at = self.clock.time()
-                self._save()
+                self._save(burner)
                 self._emit(
                     "restore_confirmed",
                     burner,
@@ -256,7 +256,7 @@ class RelaySupervisor:
                 },
             )
             if attempt == 1:
-                self._save()  # an unconfirmed shutoff must survive a restart
+                self._save(burner)  # an unconfirmed shutoff must survive a restart
             await self.clock.sleep(delay)
 
     async def _poll(self, burners: list[Burner]) -> None:

@@ -1,20 +1,47 @@
 """Persisted daemon state: which burners are locked, and each burner's last shutoff.
 
-One small JSON file, replaced atomically (write, fsync, rename), so a crash leaves
-either the old or the new state, never half of one.
+``state.db`` (SQLite): one row per burner. A change writes only the rows of the burners
+it touched, in one transaction (WAL, ``synchronous=FULL``: one append and one fsync),
+so an ``off all`` on 1,000 burners writes each burner's row, not the whole building's
+state once per burner. A commit is atomic: a power cut leaves the rows as they were
+before it or after it, never half of one.
+
+Rows are written in batches: the controller collects the changes of one event-loop
+step and writes them together (``put`` then ``flush``), and writes a lock at once,
+before it is reported (DESIGN invariant 3).
+
+A ``state.json`` left by an older stove-ctl is read once, written into ``state.db``
+and kept as ``state.json.imported``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 log = logging.getLogger(__name__)
+
+LEGACY_FILE = "state.json"  # what stove-ctl saved before state.db
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS burners (
+    key TEXT PRIMARY KEY,
+    lock TEXT,
+    last_shutoff TEXT
+);
+"""
+_UPSERT = (
+    "INSERT INTO burners (key, lock, last_shutoff) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET lock = excluded.lock, last_shutoff = excluded.last_shutoff"
+)
 
 
 class LockRecord(BaseModel):
@@ -47,9 +74,9 @@ class PersistedState(BaseModel):
 
 
 class StateStore:
-    """``state.json``: read once at start-up, replaced whole on every change.
+    """``state.db``: read once at start-up; then each change writes its burners' rows.
 
-    Fails closed (DESIGN invariant 3): a file that cannot be read is never taken for
+    Fails closed (DESIGN invariant 3): a store that cannot be read is never taken for
     "no locks" in silence. ``lost`` says what happened, the controller treats every
     burner it finds cut as locked, and the file is kept aside for a person to read,
     never overwritten.
@@ -59,50 +86,162 @@ class StateStore:
         self.path = path
         self.error: str | None = None  # the last write failed: why
         self.lost: str | None = None  # the saved state could not be read at start-up
-        self._read_only = False  # the unreadable file could not be moved aside
+        self._db: sqlite3.Connection | None = None
+        self._dirty: dict[str, tuple[LockRecord | None, ShutoffRecord | None]] = {}
+
+    # -- start-up ----------------------------------------------------------------
 
     def load(self) -> PersistedState:
-        try:
-            raw: Any = json.loads(self.path.read_bytes())
-            return PersistedState.model_validate(raw)
-        except FileNotFoundError:
-            return PersistedState()
-        except (OSError, ValueError, ValidationError) as exc:
-            reason = _reason(exc)
-        aside = damaged_name(self.path)
-        try:
-            os.replace(self.path, aside)
-            kept = f"kept as {aside}"
-            _sync_dir(self.path.parent)
-        except OSError as exc:
-            # Left where it is, and never written over: no state is saved this run.
-            self._read_only = True
-            kept = f"left in place ({exc.strerror or exc}); no state is saved until it is fixed"
-        self.lost = f"{self.path} could not be read at start-up ({reason}); {kept}"
-        log.error("STATE LOST: %s; burners found cut are held locked", self.lost)
-        return PersistedState()
+        state = PersistedState()
+        if not (self.path.exists() or self.path.is_symlink()):
+            self._db = self._try_open()  # the first start: a new store
+        else:
+            try:
+                self._db, state = self._open_and_read()
+            except (OSError, sqlite3.Error, ValueError) as exc:
+                if self._lose(self.path, _reason(exc, self.path)):
+                    self._db = self._try_open()
+                else:
+                    self.error = f"{self.path} is unreadable and could not be moved aside"
+        legacy = self.path.with_name(LEGACY_FILE)
+        if legacy.exists() or legacy.is_symlink():
+            self._import(legacy, state)
+        return state
 
-    def save(self, state: PersistedState) -> bool:
-        """Write the state atomically: temp file, fsync, rename, fsync the directory.
-        Returns False (and logs) when the disk refuses."""
-        if self._read_only:
-            self.error = f"{self.path} is unreadable and could not be moved aside"
-            return False
-        tmp = self.path.with_name(self.path.name + ".tmp")
+    def _open_and_read(self) -> tuple[sqlite3.Connection, PersistedState]:
+        # An existing file of no bytes is not a database SQLite wrote: something lost it.
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise ValueError("empty")
+        db = self._connect()
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(state.model_dump_json(indent=1))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            _sync_dir(self.path.parent)
+            rows = db.execute("SELECT key, lock, last_shutoff FROM burners").fetchall()
+            state = PersistedState()
+            for key, lock, last in rows:
+                if lock is not None:
+                    state.locks[key] = LockRecord.model_validate_json(lock)
+                if last is not None:
+                    state.last_shutoff[key] = ShutoffRecord.model_validate_json(last)
+        except BaseException:
+            db.close()
+            raise
+        return db, state
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("damaged (quick_check)")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _try_open(self) -> sqlite3.Connection | None:
+        """A new, empty store after the old one was put aside."""
+        try:
+            return self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            # SQLite says "unable to open database file": ask the OS for its reason.
+            reason = _cannot_create_in(self.path.parent) or _reason(exc, self.path)
+            self.error = f"cannot write {self.path}: {reason}"
+            log.error("%s; locks are not saved", self.error)
+            return None
+
+    def _lose(self, path: Path, reason: str) -> bool:
+        """Say loudly that ``path`` could not be read, and keep it aside for a person.
+        False when it could not be moved: it is then never written over."""
+        aside = damaged_name(path)
+        moved = True
+        try:
+            os.replace(path, aside)
+            for suffix in ("-wal", "-shm"):
+                extra = path.with_name(path.name + suffix)
+                if extra.exists():
+                    os.replace(extra, aside.with_name(aside.name + suffix))
+            kept = f"kept as {aside}"
+            _sync_dir(path.parent)
         except OSError as exc:
+            moved = False
+            kept = f"left in place ({exc.strerror or exc}); no state is saved until it is fixed"
+        lost = f"{path} could not be read at start-up ({reason}); {kept}"
+        self.lost = lost if self.lost is None else f"{self.lost}; {lost}"
+        log.error("STATE LOST: %s; burners found cut are held locked", lost)
+        return moved
+
+    def _import(self, legacy: Path, state: PersistedState) -> None:
+        """Take over an older stove-ctl's ``state.json`` (its locks win: they are the
+        newer), then keep it as ``state.json.imported``."""
+        try:
+            old = PersistedState.model_validate(json.loads(legacy.read_bytes()))
+        except (OSError, ValueError, ValidationError) as exc:
+            self._lose(legacy, _reason(exc, legacy))
+            return
+        state.locks.update(old.locks)
+        state.last_shutoff.update(old.last_shutoff)
+        for key in old.locks.keys() | old.last_shutoff.keys():
+            self.put(key, state.locks.get(key), state.last_shutoff.get(key))
+        if not self.flush():
+            return  # kept where it is: read again at the next start
+        with contextlib.suppress(OSError):
+            os.replace(legacy, legacy.with_name(legacy.name + ".imported"))
+            _sync_dir(legacy.parent)
+        log.info("imported %s into %s", legacy, self.path)
+
+    # -- changes -----------------------------------------------------------------
+
+    def put(self, key: str, lock: LockRecord | None, last: ShutoffRecord | None) -> None:
+        """Note a burner's state, to be written by the next ``flush``."""
+        self._dirty[key] = (lock, last)
+
+    def flush(self) -> bool:
+        """Write every row noted since the last flush, in one transaction. False (and
+        logged once) when the disk refuses; the rows are tried again next time."""
+        if not self._dirty:
+            return self.error is None
+        if self._db is None:
             if self.error is None:
-                log.error("cannot write state file %s: %s", self.path, exc)
-            self.error = f"cannot write {self.path}: {exc}"
+                self.error = f"{self.path} cannot be written; locks are not saved"
             return False
+        rows = [
+            (
+                key,
+                lock.model_dump_json() if lock is not None else None,
+                last.model_dump_json() if last is not None else None,
+            )
+            for key, (lock, last) in self._dirty.items()
+        ]
+        try:
+            with self._transaction() as db:
+                db.executemany(_UPSERT, rows)
+        except sqlite3.Error as exc:
+            if self.error is None:
+                log.error("cannot write state %s: %s", self.path, exc)
+            self.error = f"cannot write {self.path}: {_reason(exc, self.path)}"
+            return False
+        self._dirty.clear()
         self.error = None
         return True
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        assert self._db is not None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def health(self) -> str:
         """``ok``, or in words what is wrong with the saved state."""
@@ -110,10 +249,20 @@ class StateStore:
         return "; ".join(problems) or "ok"
 
 
-def _reason(exc: BaseException) -> str:
+def _cannot_create_in(directory: Path) -> str | None:
+    """The OS's own reason (``Read-only file system``, ``Permission denied``, ``No such
+    file or directory``) why no file can be made in ``directory``, if it cannot."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _reason(exc: BaseException, path: Path) -> str:
     if isinstance(exc, ValidationError):
         return "not a state file"
-    if isinstance(exc, IsADirectoryError):
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
         return "it is a directory"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
@@ -126,7 +275,7 @@ def _reason(exc: BaseException) -> str:
 
 def damaged_name(path: Path) -> Path:
     """Where to keep an unreadable file for a person to read: a name no earlier damaged
-    file has (state.json.damaged, .damaged-2, …), so none is ever overwritten."""
+    file has (state.db.damaged, .damaged-2, …), so none is ever overwritten."""
     candidate = path.with_name(path.name + ".damaged")
     n = 1
     while candidate.exists() or candidate.is_symlink():

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.events import EVENT_ALL
+from apscheduler.events import (
+    EVENT_ALL_JOBS_REMOVED,
+    EVENT_JOB_ADDED,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_MODIFIED,
+    EVENT_JOB_REMOVED,
+)
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -38,6 +46,7 @@ from stove_ctl.core.commands import MAX_DELAY_S, Command
 from stove_ctl.core.controller import Controller
 from stove_ctl.core.events import EventLog
 from stove_ctl.core.jobstore import SqliteJobStore
+from stove_ctl.core.timer_index import TimerIndex
 from stove_ctl.errors import CommandError
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,16 @@ _SERVICES: dict[str, TimerService] = {}
 CONFIG_PREFIX = "cfg-"
 JUMP_CHECK_S = 1.0
 JUMP_THRESHOLD_S = 2.0  # smaller steps are NTP slewing or scheduling noise
+# The scheduler's job events that change what the index holds.
+JOB_CHANGES = (
+    EVENT_JOB_ADDED
+    | EVENT_JOB_MODIFIED
+    | EVENT_JOB_REMOVED
+    | EVENT_ALL_JOBS_REMOVED
+    | EVENT_JOB_EXECUTED
+    | EVENT_JOB_ERROR
+    | EVENT_JOB_MISSED
+)
 
 
 async def fire(
@@ -97,8 +116,8 @@ class TimerService:
         controller.burner_extras.append(self._burner_status)
         controller.health["timer_store"] = self._health
         self._watchdog: asyncio.Task[None] | None = None
-        self._jobs: list[Any] | None = None  # get_jobs() until the scheduler says otherwise
-        self.scheduler.add_listener(self._forget_jobs, EVENT_ALL)
+        self.index = TimerIndex()
+        self.scheduler.add_listener(self._job_changed, JOB_CHANGES)
 
     # -- life cycle --------------------------------------------------------------
 
@@ -116,8 +135,16 @@ class TimerService:
                 timezone=self.tz,
                 job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             )
-            self.scheduler.add_listener(self._forget_jobs, EVENT_ALL)
+            self.scheduler.add_listener(self._job_changed, JOB_CHANGES)
             self.scheduler.start()
+        self.index.load(
+            self._store.summaries()
+            if isinstance(self._store, SqliteJobStore)
+            else [
+                (job.id, _timestamp(job.next_run_time), job.kwargs)
+                for job in self.scheduler.get_jobs()
+            ]
+        )
         lost = self._lost()
         if lost is not None:
             self.events.emit(
@@ -144,13 +171,7 @@ class TimerService:
         _SERVICES.pop(self.name, None)
 
     def _sync_config_jobs(self) -> None:
-        # By id: reading every job back (unpickling 10,000 timers) took 0.5 s of start-up.
-        ids = (
-            self._store.job_ids()
-            if isinstance(self._store, SqliteJobStore)
-            else [job.id for job in self.scheduler.get_jobs()]
-        )
-        for job_id in ids:
+        for job_id in list(self.index.jobs):
             if job_id.startswith(CONFIG_PREFIX):
                 self.scheduler.remove_job(job_id)
         for schedule in self.schedules:
@@ -300,12 +321,9 @@ class TimerService:
         return {"ok": True, "action": "timer", "timer": self._describe(timer_id)}
 
     def _user_jobs(self, targets: list[Burner]) -> list[Any]:
-        keys = {b.spec.key for b in targets}
-        return [
-            job
-            for job in self.scheduler.get_jobs()
-            if not job.id.startswith(CONFIG_PREFIX) and keys & set(job.kwargs["burners"])
-        ]
+        ids = self.index.ids_for(b.spec.key for b in targets)
+        jobs = [self.scheduler.get_job(i) for i in sorted(ids) if not i.startswith(CONFIG_PREFIX)]
+        return [job for job in jobs if job is not None]
 
     def _named_jobs(self, cmd: Command, targets: list[Burner]) -> list[Any]:
         """The timer the command names, else every user timer of its burners."""
@@ -395,25 +413,30 @@ class TimerService:
         problems = [self._lost(), getattr(self._store, "error", None)]
         return "; ".join(p for p in problems if p) or "ok"
 
-    def _forget_jobs(self, event: Any) -> None:
-        self._jobs = None
-
-    def _all_jobs(self) -> list[Any]:
-        """The jobs, read from the store once per change rather than once per status
-        (``status`` runs for every event, and the SQLite store reads every job)."""
-        if self._jobs is None:
-            self._jobs = self.scheduler.get_jobs()
-        return self._jobs
+    def _job_changed(self, event: Any) -> None:
+        """Keep the index up to date from the scheduler's job events."""
+        if event.code == EVENT_ALL_JOBS_REMOVED:
+            self.index.clear()
+        elif event.code == EVENT_JOB_REMOVED:
+            self.index.drop(event.job_id)
+        else:  # added, modified, or run (a schedule's next run has moved)
+            job = self.scheduler.get_job(event.job_id)
+            if job is None:
+                self.index.drop(event.job_id)
+            else:
+                self.index.put(job.id, _timestamp(job.next_run_time), job.kwargs)
 
     def _burner_status(self, key: str) -> dict[str, Any]:
-        cuts = [
-            job.next_run_time
-            for job in self._all_jobs()
-            if key in job.kwargs["burners"]
-            and job.kwargs["action"] in ("shutoff", "lock")
-            and job.next_run_time is not None
-        ]
-        return {"next_cut": min(cuts).isoformat() if cuts else None}
+        due = self.index.next_cut(key)
+        return {"next_cut": None if due is None else _iso(due, self.tz)}
+
+
+def _timestamp(when: dt.datetime | None) -> float | None:
+    return when.timestamp() if when is not None else None
+
+
+def _iso(timestamp: float, zone: dt.tzinfo) -> str:
+    return dt.datetime.fromtimestamp(timestamp, zone).isoformat()
 
 
 def parse_at(text: str, now: dt.datetime) -> dt.datetime:

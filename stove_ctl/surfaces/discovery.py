@@ -53,7 +53,12 @@ def configs(
     prefix = mqtt.discovery_prefix
     node = node_id(mqtt, stove.id)
     common = {
-        "availability_topic": topic("availability"),
+        # The daemon's connection (its last will) and this stove, both online.
+        "availability": [
+            {"topic": f"{mqtt.base_topic}/availability"},
+            {"topic": topic("availability")},
+        ],
+        "availability_mode": "all",
         "device": {
             "identifiers": [node],
             "name": stove.name or f"Stove {stove.id}",

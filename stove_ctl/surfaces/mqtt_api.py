@@ -2,8 +2,11 @@
 Home Assistant discovery. A translator only: every command goes through the
 controller's command model, like the CLI's.
 
-Each stove has its own broker connection, so that its last will can mark exactly its
-``…/availability`` topic offline.
+One broker connection for the whole daemon, whatever the number of stoves (a building
+of 500 stoves is one connection, not 500 open files). Its last will marks the daemon's
+``<base_topic>/availability`` offline; each stove's ``…/availability`` says whether the
+daemon serves that stove. A stove is available when both say ``online``: Home
+Assistant's entities list both topics (``availability_mode: all``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 4096
 STATE_CHECK_S = 1.0
 DISCOVERY_FILE = "discovery.json"  # in state_dir: the discovery topics published last
+NO_TIMER = json.dumps(discovery.timer_state(None, 0.0))
+
+
+def availability_topic(cfg: MqttConfig) -> str:
+    """The daemon's own availability: ``online``, and ``offline`` as its last will."""
+    return f"{cfg.base_topic}/availability"
 
 
 def link_settings(cfg: MqttConfig, client_id: str, will_topic: str | None) -> LinkSettings:
@@ -50,50 +59,41 @@ def link_settings(cfg: MqttConfig, client_id: str, will_topic: str | None) -> Li
 
 
 class _StoveChannel:
-    """One stove's topics and its broker connection."""
+    """One stove's topics, on the daemon's broker connection."""
 
     def __init__(self, api: MqttApi, stove: StoveConfig) -> None:
         self.api = api
         self.stove = stove
         self.base = f"{api.config.base_topic}/{stove.id}"
-        self.link = BrokerLink(
-            link_settings(
-                api.config, f"{api.config.client_id}-{stove.id}", self.topic("availability")
-            )
-        )
+        self.link = api.link
+        self.last_key: Any = None  # the controller's fingerprint of the state last built
         self.last_state: str | None = None
         self.last_timers: dict[str, str] = {}
+        self.next_cuts: dict[str, str | None] = {}
         self.state_due = False
         self.ids = CommandIds()  # ids are this stove's own (invariant 5)
 
     def topic(self, leaf: str) -> str:
         return f"{self.base}/{leaf}"
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def subscribe(self) -> None:
         self.link.subscribe(self.topic("cmd"), self._on_command)
         self.link.subscribe(self.topic("cmd/text"), self._on_text)
-        if self.api.config.discovery:
-            self.link.subscribe(f"{self.api.config.discovery_prefix}/status", self._on_ha_status)
-        self.link.on_connect(self._on_connect)
-        self.link.start(loop)
 
-    async def stop(self) -> None:
-        await self.link.stop(last_words=(self.topic("availability"), "offline"))
-
-    def _on_connect(self) -> None:
+    def on_connect(self) -> None:
         self.link.publish(self.topic("availability"), "online", retain=True)
-        self.last_state = None
+        self.last_key = self.last_state = None
         self.last_timers.clear()
         self.publish_state()
         self.publish_discovery()  # with discovery off, only clears what was published
 
-    def _on_ha_status(self, message: Incoming) -> None:
-        if message.payload.strip() == b"online":  # Home Assistant (re)started
-            self.publish_discovery()
-            self.last_state = None
-            # Not the timer topics: retained, Home Assistant has them as it subscribes
-            # (and an older one warns about every "nothing due" it is sent).
-            self.publish_state()
+    def ha_online(self) -> None:
+        """Home Assistant (re)started: discovery and the state again. Not the timer
+        topics: retained, Home Assistant has them as it subscribes (and an older one
+        warns about every "nothing due" it is sent)."""
+        self.publish_discovery()
+        self.last_key = self.last_state = None
+        self.publish_state()
 
     def _on_text(self, message: Incoming) -> None:
         self.track(asyncio.ensure_future(self.api.handle_text(self, message)))
@@ -127,18 +127,27 @@ class _StoveChannel:
         return {"stove": self.stove.id, "burners": burners, "health": health}
 
     def publish_state(self) -> None:
+        """The stove's state, if anything in it changed: the controller's fingerprint
+        of the stove is cheap to compare, and the state is built only when it moves
+        (so the once-a-second check costs O(burners), and nothing is sent idle)."""
         if not self.link.connected:
             return
-        state = self.state()
-        payload = json.dumps(state, ensure_ascii=False, sort_keys=True)
-        if payload != self.last_state:
-            self.last_state = payload
-            self.link.publish(self.topic("state"), payload, retain=True)
+        key = self.api.controller.fingerprint(self.stove.id)
+        if key != self.last_key:
+            self.last_key = key
+            state = self.state()
+            payload = json.dumps(state, ensure_ascii=False, sort_keys=True)
+            if payload != self.last_state:
+                self.last_state = payload
+                self.link.publish(self.topic("state"), payload, retain=True)
+            self.next_cuts = {bid: b["next_cut"] for bid, b in state["burners"].items()}
         # Each burner's next cut and minutes left, on a topic of its own that changes
         # only with them (Home Assistant's next-cut sensor and timer number).
         now = self.api.clock.time()
-        for burner_id, burner in state["burners"].items():
-            timer = json.dumps(discovery.timer_state(burner["next_cut"], now))
+        for burner_id, next_cut in self.next_cuts.items():
+            timer = (
+                NO_TIMER if next_cut is None else json.dumps(discovery.timer_state(next_cut, now))
+            )
             if self.last_timers.get(burner_id) != timer:
                 self.last_timers[burner_id] = timer
                 self.link.publish(self.topic(f"burners/{burner_id}/timer"), timer, retain=True)
@@ -174,6 +183,8 @@ class MqttApi:
         self.events = events
         self.config = config
         self.clock = clock
+        self.availability = availability_topic(config)
+        self.link = BrokerLink(link_settings(config, config.client_id, self.availability))
         self.channels = {s.id: _StoveChannel(self, s) for s in stoves}
         self.published = discovery.Published(state_dir / DISCOVERY_FILE) if state_dir else None
         self.current = {t for c in self.channels.values() for t in c.discovery()}
@@ -189,9 +200,12 @@ class MqttApi:
                 before = discovery.legacy(self.config, [c.stove for c in self.channels.values()])
             self.removed = (removed | before) - self.current
             self.published.save(self.current, self.removed)
-        loop = asyncio.get_running_loop()
         for channel in self.channels.values():
-            channel.start(loop)
+            channel.subscribe()
+        if self.config.discovery:
+            self.link.subscribe(f"{self.config.discovery_prefix}/status", self._on_ha_status)
+        self.link.on_connect(self._on_connect)
+        self.link.start(asyncio.get_running_loop())
         self._unsubscribe = self.events.subscribe(self._on_event)
         self._ticker = asyncio.ensure_future(self._tick())
 
@@ -203,7 +217,20 @@ class MqttApi:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await asyncio.gather(*(c.stop() for c in self.channels.values()))
+        if self.link.connected:
+            for channel in self.channels.values():
+                self.link.publish(channel.topic("availability"), "offline", retain=True)
+        await self.link.stop(last_words=(self.availability, "offline"))
+
+    def _on_connect(self) -> None:
+        self.link.publish(self.availability, "online", retain=True)
+        for channel in self.channels.values():
+            channel.on_connect()
+
+    def _on_ha_status(self, message: Incoming) -> None:
+        if message.payload.strip() == b"online":  # Home Assistant (re)started
+            for channel in self.channels.values():
+                channel.ha_online()
 
     def removed_for(self, channel: _StoveChannel) -> set[str]:
         """The removed entities' discovery topics ``channel`` clears: its own stove's,
