@@ -178,6 +178,22 @@ def test_fleet_wide_shutoff_on_the_central_broker_reaches_daemons_on_a_bridged_l
     # On the leaf itself, site-c is there all along.
     assert leaf.wait(topic(LOCAL, "availability")).payload == b"online"
 
+    # 4. The link breaks (the leaf dies; a clean stop would first send the daemons'
+    # last wills over): the bridge's state on the central broker turns 0 (its last
+    # will), and the retained availability there still says online: what a dashboard
+    # must show side by side (docs/FLEET.md).
+    link = Watcher(brokers.central.port, [brokers.state_topic()])
+    cleanup.append(_Closing(link))
+    link.wait(brokers.state_topic(), lambda m: m.payload == b"1")
+    assert brokers.leaf is not None and brokers.leaf.proc is not None
+    brokers.leaf.proc.kill()
+    brokers.leaf.proc.wait(timeout=10)
+    link.wait(brokers.state_topic(), lambda m: m.payload == b"0")
+    after = Watcher(brokers.central.port, ["stove_ctl/+/+/availability"])
+    cleanup.append(_Closing(after))
+    for site in BRIDGED:
+        assert after.wait(topic(site, "availability")).payload == b"online"
+
 
 class _Closing:
     """A watcher in the cleanup list (which calls stop())."""
