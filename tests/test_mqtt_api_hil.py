@@ -337,6 +337,7 @@ def test_a_building_of_stoves_is_one_broker_connection(tmp_path, broker, cleanup
     daemon = Daemon(config, prefix=["prlimit", "--nofile=64:64"])
     cleanup.append(daemon)
     daemon.start(timeout_s=60)
+
     def online_stoves() -> set[str]:
         return {m.topic for m in watcher.on("stove_ctl/+/availability") if m.payload == b"online"}
 

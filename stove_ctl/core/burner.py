@@ -95,6 +95,19 @@ class Burner:
             self.intact_since = None
         self.relay_cut = cut
 
+    def shown(self) -> tuple[Any, ...]:
+        """What ``status`` shows of this burner, cheap to build and to compare."""
+        last = self.last_shutoff
+        return (
+            self.mode,
+            self.spec.flame.flame() if self.spec.flame is not None else None,
+            self.relay_cut,
+            self.fault or self.link_fault,
+            self.lock and (self.lock.since, self.lock.source, self.lock.command_id),
+            last
+            and (last.requested_at, last.command_id, last.cut_at, last.outcome, last.restored_at),
+        )
+
     @property
     def pulsing(self) -> bool:
         return self.shutoff is not None and not self.shutoff.done.done()

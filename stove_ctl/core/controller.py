@@ -11,10 +11,9 @@ a burner's state is ``stove_ctl.core.burner``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from stove_ctl.clock import Clock, wait_or_give_up
@@ -67,8 +66,6 @@ class Controller:
         self.confirm_s = confirm_s
         self.zone = zone  # the config's time zone, for times of day said in words
         self.started_at: float | None = None
-        self._flush_due = False  # a write of the state store is scheduled
-        self._batching = False  # inside _one_write
         self.relays = RelaySupervisor(
             self._burners, clock, self._emit, self._save, self._start_shutoff, self._lock
         )
@@ -442,7 +439,7 @@ class Controller:
     async def _lock_all(
         self, targets: list[Burner], cmd: Command, wait: Wait, timeout_s: float | None
     ) -> dict[str, Any]:
-        with self._one_write():
+        with self.state.one_write():
             futures = [self._lock(b, cmd) for b in targets]
         if wait != "accepted":
             await wait_or_give_up(self.clock, asyncio.gather(*futures), timeout_s or WAIT_SLACK_S)
@@ -540,15 +537,7 @@ class Controller:
             self.state.health(),
             tuple(check() for check in self.health.values()),
             tuple(
-                (
-                    b.mode,
-                    b.spec.flame.flame() if b.spec.flame is not None else None,
-                    b.relay_cut,
-                    b.fault or b.link_fault,
-                    b.lock and (b.lock.since, b.lock.source, b.lock.command_id),
-                    b.last_shutoff and _shown(b.last_shutoff),
-                    tuple(tuple(extra(b.spec.key).items()) for extra in self.burner_extras),
-                )
+                (b.shown(), tuple(tuple(extra(b.spec.key).items()) for extra in self.burner_extras))
                 for b in self._by_stove.get(stove, ())
             ),
         )
@@ -600,40 +589,7 @@ class Controller:
         )
 
     def _save(self, burner: Burner, now: bool = False) -> None:
-        """Note ``burner``'s lock and last shutoff for the state store. ``now`` writes
-        at once (a lock, before it is reported); else the changes of one event-loop
-        step are written together, in one transaction, once the step is done."""
-        self.state.put(burner.spec.key, burner.lock, burner.last_shutoff)
-        if now and not self._batching:
-            self.state.flush()
-        elif not self._flush_due:
-            self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_due = False
-        self.state.flush()
-
-    @contextlib.contextmanager
-    def _one_write(self) -> Iterator[None]:
-        """Saves inside are written once, at the end (``lock all``: one write, not one
-        per burner, before any relay is told)."""
-        self._batching = True
-        try:
-            yield
-        finally:
-            self._batching = False
-            self.state.flush()
-
-
-def _shown(record: ShutoffRecord) -> tuple[Any, ...]:
-    return (
-        record.requested_at,
-        record.command_id,
-        record.cut_at,
-        record.outcome,
-        record.restored_at,
-    )
+        self.state.save(burner.spec.key, burner.lock, burner.last_shutoff, now=now)
 
 
 def _stove_of(cmd: Command) -> dict[str, str]:

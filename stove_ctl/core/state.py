@@ -16,6 +16,7 @@ and kept as ``state.json.imported``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -88,6 +89,8 @@ class StateStore:
         self.lost: str | None = None  # the saved state could not be read at start-up
         self._db: sqlite3.Connection | None = None
         self._dirty: dict[str, tuple[LockRecord | None, ShutoffRecord | None]] = {}
+        self._flush_due = False  # a flush is scheduled on the event loop
+        self._batching = False  # inside one_write()
 
     # -- start-up ----------------------------------------------------------------
 
@@ -191,6 +194,34 @@ class StateStore:
         log.info("imported %s into %s", legacy, self.path)
 
     # -- changes -----------------------------------------------------------------
+
+    def save(
+        self, key: str, lock: LockRecord | None, last: ShutoffRecord | None, now: bool = False
+    ) -> None:
+        """Note a burner's state and write it: ``now`` (a lock, before it is reported),
+        or with every other change of this event-loop step, in one transaction, once
+        the step is done."""
+        self.put(key, lock, last)
+        if now and not self._batching:
+            self.flush()
+        elif not self._flush_due and not self._batching:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_due = False
+        self.flush()
+
+    @contextlib.contextmanager
+    def one_write(self) -> Iterator[None]:
+        """Saves inside are written once, at the end (``lock all``: one write, not
+        one per burner, before any relay is told)."""
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            self.flush()
 
     def put(self, key: str, lock: LockRecord | None, last: ShutoffRecord | None) -> None:
         """Note a burner's state, to be written by the next ``flush``."""
