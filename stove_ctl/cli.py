@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from stove_ctl import __version__
 from stove_ctl.config import Config, default_socket_path, load_config
 from stove_ctl.config.exposure import exposed_secrets
+from stove_ctl.core.commands import MAX_TIMERS_SHOWN
 from stove_ctl.errors import ConfigError, DaemonNotRunning, StoveCtlError
 from stove_ctl.surfaces import control
 
@@ -82,7 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     at.add_argument("burner", help="burner, stove/burner, or all")
     at.add_argument("time", help="e.g. 18:30 (the next one), or 2026-11-24T18:30")
     timers = client_command("timers", "list pending timers, schedules and lock windows")
-    timers.add_argument("burner", nargs="?", default="all")
+    timers.add_argument("burner", nargs="?", default="all", help="burner, stove/burner, or all")
+    timers.add_argument("--burner", dest="burner_option", metavar="BURNER", help="the same")
+    timers.add_argument(
+        "-n",
+        "--limit",
+        type=_timers_shown,
+        help="list this many (default 100, at most 1000)",
+    )
     cancel = client_command("cancel", "cancel a timer (by id) or every timer of a burner")
     cancel.add_argument("target", metavar="TIMER_ID|BURNER")
     extend = client_command("extend", "push a timer later")
@@ -124,14 +132,18 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, most: int = 10_000) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, not {value}")
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {most}, not {value}")
     return value
+
+
+def _timers_shown(text: str) -> int:
+    return _positive_int(text, MAX_TIMERS_SHOWN)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,7 +244,9 @@ def _client(args: argparse.Namespace) -> int:
     elif args.command == "at":
         payload = {"action": "timer", "burner": args.burner, "at": args.time}
     elif args.command == "timers":
-        payload = {"action": "timers", "burner": args.burner}
+        payload = {"action": "timers", "burner": args.burner_option or args.burner}
+        if args.limit is not None:
+            payload["limit"] = args.limit
     elif args.command in ("cancel", "extend"):
         key = "timer" if args.target.startswith("t-") else "burner"
         payload = {"action": args.command, key: args.target}
@@ -281,11 +295,16 @@ def _render(reply: dict[str, Any]) -> str:
         if not reply["timers"]:
             return "no timers"
         verb = "cancelled " if action == "cancel" else ""
-        return "\n".join(
+        lines = [
             f"{verb}{t['id']}  {t['action']:8}  {', '.join(t['burners'])}  at {t['due']}"
             + ("  (config)" if t.get("from_config") else "")
             for t in reply["timers"]
-        )
+        ]
+        more = reply.get("total", len(lines)) - len(lines)
+        if more > 0:
+            hint = " (stove-ctl timers -n N for more)" if action == "timers" else ""
+            lines.append(f"… and {more} more{hint}")
+        return "\n".join(lines)
     lines = []
     for b in reply.get("burners", []):
         name = b["burner"]

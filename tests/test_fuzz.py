@@ -114,7 +114,19 @@ MAX_AGE = TrustConfig().max_command_age_s
 # Names a sender may use for a burner of this stove ("kitchen" alone becomes
 # "kitchen/kitchen" on the stove's own topic; None means every burner).
 KNOWN_BURNERS = {"left", "right", "all", "kitchen/left", "kitchen/right"}
-COMMAND_FIELDS = {"id", "action", "burner", "source", "ts", "retained", "in", "in_s", "at", "timer"}
+COMMAND_FIELDS = {
+    "id",
+    "action",
+    "burner",
+    "source",
+    "ts",
+    "retained",
+    "in",
+    "in_s",
+    "at",
+    "timer",
+    "limit",
+}
 # What a refused command may leave behind: a record of it, nothing else.
 REFUSAL_EVENTS = {"rejected", "command"}
 

@@ -147,3 +147,36 @@ def test_say_in_chinese_and_english_through_the_daemon(tmp_path, daemons) -> Non
     unlock = daemon.cli("say", "解锁右灶")
     assert unlock.returncode == 2 and "not accepted from voice" in unlock.stderr
     assert daemon.status("right")["mode"] == "locked"
+
+
+def test_timers_lists_the_earliest_first_a_page_at_a_time(tmp_path, daemons) -> None:
+    daemon = daemons(kitchen_config(tmp_path))
+    for burner, delay in [("left", "3h"), ("right", "1h"), ("left", "2h"), ("left", "5h")]:
+        assert daemon.cli("timer", burner, delay).returncode == 0
+    every = timers(daemon)
+    assert [t["burners"] for t in every] == [
+        ["kitchen/right"],
+        ["kitchen/left"],
+        ["kitchen/left"],
+        ["kitchen/left"],
+    ]
+    page = json.loads(daemon.cli("timers", "-n", "2", "--json").stdout)
+    assert page["total"] == 4 and [t["id"] for t in page["timers"]] == [t["id"] for t in every[:2]]
+    text = daemon.cli("timers", "--limit", "1").stdout
+    assert text.splitlines()[-1] == "… and 3 more (stove-ctl timers -n N for more)", text
+    left = json.loads(daemon.cli("timers", "--burner", "left", "--json").stdout)
+    assert left["total"] == 3 and all(t["burners"] == ["kitchen/left"] for t in left["timers"])
+    # Bad limits: a clear error, nothing changed.
+    for bad, why in [
+        ("0", "must be between 1 and 1000, not 0"),
+        ("5000", "must be between 1 and 1000, not 5000"),
+        ("ten", "not a whole number: 'ten'"),
+    ]:
+        out = daemon.cli("timers", "-n", bad)
+        assert out.returncode == 2 and why in out.stderr, (bad, out.stderr)
+    reply = daemon.request({"action": "timers", "limit": 5000})
+    assert reply["ok"] is False and "1000" in reply["error"], reply
+    reply = daemon.request({"action": "shutoff", "burner": "left", "limit": 3})
+    assert reply["ok"] is False and "'limit' is for 'timers' only" in reply["error"], reply
+    assert daemon.status("left")["flame"] == "lit"
+    assert len(timers(daemon)) == 4

@@ -43,6 +43,8 @@ NEEDS_BURNER = frozenset({"lock", "unlock", "timer"})
 
 MAX_ID_LENGTH = 64
 MAX_DELAY_S = 24 * 3600.0
+TIMERS_SHOWN = 100  # timers in a reply unless it asks for more ("limit")
+MAX_TIMERS_SHOWN = 1000  # at most, whatever it asks: a reply stays a few hundred KB
 _UNITS = {
     "s": 1.0,
     "sec": 1.0,
@@ -116,6 +118,9 @@ class Command(BaseModel):
     in_s: float | None = Field(None, alias="in", description="Delay, for timer/extend/snooze.")
     at: str | None = Field(None, max_length=40, description="Clock time (18:30) or ISO time.")
     timer: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    limit: int | None = Field(
+        None, ge=1, le=MAX_TIMERS_SHOWN, strict=True, description="timers: list this many."
+    )
     # Set by the surface a command came in on, never taken from its sender: a stove's
     # MQTT topics reach only that stove's burners, and a restore-direction command
     # that crossed the network needs a fresh ts whatever form it took (invariant 7).
@@ -137,6 +142,8 @@ class Command(BaseModel):
             raise ValueError(f"{self.action} needs 'in' (how much longer)")
         if self.action == "cancel" and self.timer is None and self.burner is None:
             raise ValueError("say which timer (its id) or which burner to cancel")
+        if self.limit is not None and self.action != "timers":
+            raise ValueError("'limit' is for 'timers' only")
         return self
 
 

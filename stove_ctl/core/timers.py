@@ -42,7 +42,7 @@ from apscheduler.triggers.date import DateTrigger
 from stove_ctl.clock import Clock
 from stove_ctl.config import LockWindowConfig, ScheduleConfig
 from stove_ctl.core.burner import Burner
-from stove_ctl.core.commands import MAX_DELAY_S, Command
+from stove_ctl.core.commands import MAX_DELAY_S, TIMERS_SHOWN, Command
 from stove_ctl.core.controller import Controller
 from stove_ctl.core.events import EventLog
 from stove_ctl.core.jobstore import SqliteJobStore
@@ -348,9 +348,10 @@ class TimerService:
         jobs = self._named_jobs(cmd, targets)
         if not jobs:
             raise CommandError("unknown_timer", "no timer set for that burner")
-        cancelled = []
+        cancelled: list[dict[str, Any]] = []
         for job in jobs:
-            cancelled.append(self._describe(job.id))
+            if len(cancelled) < TIMERS_SHOWN:  # the reply names the first; counts all
+                cancelled.append(self._describe(job.id))
             job.remove()
             burners = job.kwargs["burners"]
             self.events.emit(
@@ -361,7 +362,7 @@ class TimerService:
                 command_id=cmd.id,
                 detail={"timer": job.id, "burners": job.kwargs["burners"]},
             )
-        return {"ok": True, "action": "cancel", "timers": cancelled}
+        return {"ok": True, "action": "cancel", "timers": cancelled, "total": len(jobs)}
 
     async def _extend(self, cmd: Command, targets: list[Burner]) -> dict[str, Any]:
         jobs = self._named_jobs(cmd, targets)
@@ -387,13 +388,16 @@ class TimerService:
         return {"ok": True, "action": "extend", "timer": self._describe(job.id)}
 
     async def _list(self, cmd: Command, targets: list[Burner]) -> dict[str, Any]:
-        keys = {b.spec.key for b in targets}
-        timers = [
-            self._describe(job.id)
-            for job in self.scheduler.get_jobs()
-            if keys & set(job.kwargs["burners"]) and job.next_run_time is not None
-        ]
-        return {"ok": True, "action": "timers", "timers": timers}
+        """The earliest ``limit`` timers of the burners (from the index: no timer is
+        read from the store but those shown), and how many there are in all."""
+        ids = self.index.ids_for(b.spec.key for b in targets)
+        pending = sorted(
+            (entry.next_run, job_id)
+            for job_id in ids
+            if (entry := self.index.jobs[job_id]).next_run is not None
+        )
+        shown = [self._describe(job_id) for _, job_id in pending[: cmd.limit or TIMERS_SHOWN]]
+        return {"ok": True, "action": "timers", "timers": shown, "total": len(pending)}
 
     def _describe(self, job_id: str) -> dict[str, Any]:
         job = self.scheduler.get_job(job_id)
