@@ -156,6 +156,38 @@ def test_device_availability_is_respected(tmp_path, broker, cleanup) -> None:
     wait_for(lambda: board.get(1) is False, 5)
 
 
+def test_a_second_shutoff_joins_one_still_failing_on_a_pulsing_relay(
+    tmp_path, broker, cleanup
+) -> None:
+    """Invariant 5: while the first cut is still being retried, a second request for the
+    burner joins it, however long the retries take: a device-side pulse that was never
+    confirmed does not end the shutoff's hold (it once left a stale end time behind,
+    and the second request got a pulse of its own)."""
+    stove, board = kitchen(1)
+    device = TasmotaRelay(board, broker.port, topic="stove").start()
+    cleanup.append(device)
+    daemon = Daemon(
+        config(tmp_path, broker, {"preset": "tasmota", "device": "stove"}, 1, pulse_s=1.0)
+    ).start()
+    cleanup.append(daemon)
+    daemon.wait_reconciled()
+    device.go_offline()
+    wait_for(lambda: daemon.status("left")["mode"] == "fault", 10, daemon.log)
+    first = daemon.request({"action": "shutoff", "burner": "left", "wait": "accepted"})
+    assert first["burners"][0]["joined"] is False
+    time.sleep(2.5)  # well past the pulse (1 s) the first attempt asked the device for
+    assert stove.burners["left"].flame  # still failing
+    second = daemon.request({"action": "shutoff", "burner": "left", "wait": "accepted"})
+    assert second["burners"][0]["joined"] is True, second
+    device.come_back()
+    wait_for(lambda: not stove.burners["left"].flame, 15, daemon.log)
+    wait_for(lambda: daemon.status("left")["mode"] == "ready", 10, daemon.log)
+    time.sleep(2.0)  # a second pulse would come now
+    cuts = [e for e in daemon.events() if e["kind"] == "cut_confirmed"]
+    assert len(cuts) == 1, cuts
+    assert board.get(1) is False
+
+
 def test_device_side_pulse_restores_if_the_daemon_dies(tmp_path, broker, cleanup) -> None:
     stove, board = kitchen(1)
     device = ShellyGen2Relay(board, broker.port, prefix="shelly").start()

@@ -194,6 +194,7 @@ class RelaySupervisor:
             async with burner.io:
                 if not wanted() or (not cut and burner.lock is not None):
                     return None
+                pulse_ends = None
                 try:
                     # Never on a locked (or being locked) burner: the device would
                     # end the lock by itself once the hold is over.
@@ -204,7 +205,7 @@ class RelaySupervisor:
                         and spec.relay.can_pulse(spec.channel)
                     ):
                         # Counted from before sending: the device starts no earlier.
-                        burner.pulse_ends = self.clock.monotonic() + device_pulse_s
+                        pulse_ends = self.clock.monotonic() + device_pulse_s
                         await spec.relay.pulse(spec.channel, want, device_pulse_s)
                     else:
                         await spec.relay.set(spec.channel, want)
@@ -226,6 +227,9 @@ class RelaySupervisor:
                 except RelayError as exc:
                     failure: RelayError = exc
                 else:
+                    # Only a confirmed pulse has an end the device keeps: while a cut
+                    # is still failing, a new request joins it (invariant 5).
+                    burner.pulse_ends = pulse_ends
                     burner.seen(cut, self.clock.monotonic())
                     latency = self._ms_since(started)
                     if burner.fault is not None:
