@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -202,17 +203,32 @@ def _doctor(path: Path) -> int:
 def _run(args: argparse.Namespace) -> int:
     from stove_ctl.daemon import serve  # the daemon's imports are not needed by clients
 
-    config = load_config(args.config)
-    if args.socket is not None:
-        config = config.model_copy(update={"socket": args.socket})
-    logging.basicConfig(
-        level=(args.log_level or config.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    def load() -> Config:
+        """The config file, with what the command line says over it."""
+        config = load_config(args.config)
+        updates: dict[str, Any] = {}
+        if args.socket is not None:
+            updates["socket"] = args.socket
+        if args.log_level is not None:
+            updates["log_level"] = args.log_level
+        return config.model_copy(update=updates)
+
+    config = load()
+    setup_logging(config.log_level)
     for warning in exposed_secrets(Path(args.config), config):
         logging.getLogger("stove_ctl").warning("%s", warning)
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, reload=load))
     return EXIT_OK
+
+
+def setup_logging(level: str) -> None:
+    """Plain lines on stderr. Under systemd (``JOURNAL_STREAM`` set) the journal stamps
+    each line, so no time of our own. APScheduler's note of every job added and removed
+    is debug chatter."""
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(level=level.upper(), format=stamp + "%(levelname)s %(name)s: %(message)s")
+    if level.lower() != "debug":
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _socket(args: argparse.Namespace) -> Path:

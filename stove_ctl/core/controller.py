@@ -119,6 +119,8 @@ class Controller:
                 task.cancel()
             await asyncio.gather(*burner.background, return_exceptions=True)
         self._emit("daemon_stop")
+        for burner in self._burners.values():  # a shutoff cut short is owed after a restart
+            self.state.put(burner.spec.key, burner.lock, burner.last_shutoff)
         self.state.close()
 
     # -- commands ----------------------------------------------------------------

@@ -47,6 +47,7 @@ EventKind = Literal[
     "alarm",
     "input",
     "clock_jump",
+    "reload",
 ]
 
 MEMORY_EVENTS = 2000

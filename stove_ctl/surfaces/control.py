@@ -305,10 +305,15 @@ def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
 def request(path: Path, payload: dict[str, Any], timeout_s: float = 120.0) -> dict[str, Any]:
     """Send one request and return the reply."""
     with _connect(path, timeout_s) as sock:
-        sock.sendall(json.dumps(payload).encode() + b"\n")
-        for reply in _lines(sock):
-            return reply
-    raise DaemonNotRunning("the daemon closed the connection without answering")
+        try:
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            for reply in _lines(sock):
+                return reply
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    raise DaemonNotRunning(
+        "the daemon closed the connection without answering (stopping or reloading?)"
+    )
 
 
 def stream(path: Path, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
