@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -17,13 +18,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stove_ctl import __version__
 from stove_ctl.config import Config, default_socket_path, load_config
 from stove_ctl.config.exposure import exposed_secrets
-from stove_ctl.core.commands import MAX_TIMERS_SHOWN
+from stove_ctl.core.commands import MAX_TIMERS_SHOWN, parse_duration
 from stove_ctl.errors import ConfigError, DaemonNotRunning, StoveCtlError
 from stove_ctl.surfaces import control
+from stove_ctl.surfaces.text import normalise
+from stove_ctl.surfaces.text.times import BadValue, ClockTime, match_en_clock
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_DAEMON = 0, 1, 2, 3
 
@@ -82,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     timer.add_argument("delay", help="e.g. 15m, 1h30m, 90s")
     at = client_command("at", "shut a burner off at a clock time")
     at.add_argument("burner", help="burner, stove/burner, or all")
-    at.add_argument("time", help="e.g. 18:30 (the next one), or 2026-11-24T18:30")
+    at.add_argument("time", help="e.g. 18:30 or 6:30pm (the next one), or 2026-11-24T18:30")
     timers = client_command("timers", "list pending timers, schedules and lock windows")
     timers.add_argument("burner", nargs="?", default="all", help="burner, stove/burner, or all")
     timers.add_argument("--burner", dest="burner_option", metavar="BURNER", help="the same")
@@ -240,7 +244,31 @@ def _socket(args: argparse.Namespace) -> Path:
     return default_socket_path()
 
 
+def _twelve_hour(text: str) -> str:
+    """A time said with am/pm ("6pm", "6:30 PM", "12am") or noon/midnight, as HH:MM on
+    the 24-hour clock, read by the text commands' own reader. Anything else is
+    returned as it was: the daemon reads 18:30 and ISO times. Raises StoveCtlError
+    for an am/pm time that does not exist (13pm, 0am, 6:75pm)."""
+    said = "at " + normalise(text)
+    found = match_en_clock(said, 0)
+    if found is None or found[0] != len(said):
+        return text
+    value = found[1]
+    if isinstance(value, BadValue):
+        raise StoveCtlError(f"cannot read {text!r} as a time: {value.reason} (say 18:30 or 6:30pm)")
+    if not isinstance(value, ClockTime) or value.twelve_hour:
+        return text  # "6:30" with no am/pm: the 24-hour clock, as the daemon reads it
+    return f"{value.hour:02d}:{value.minute:02d}"
+
+
 def _client(args: argparse.Namespace) -> int:
+    delay = getattr(args, "delay", None)
+    if delay is not None:
+        try:  # the daemon refuses it too; here it is said without the field's name
+            parse_duration(delay)
+        except ValueError as exc:
+            print(f"stove-ctl: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     path = _socket(args)
     if args.command == "events":
         return _events(path, args)
@@ -258,7 +286,7 @@ def _client(args: argparse.Namespace) -> int:
     elif args.command == "timer":
         payload = {"action": "timer", "burner": args.burner, "in": args.delay}
     elif args.command == "at":
-        payload = {"action": "timer", "burner": args.burner, "at": args.time}
+        payload = {"action": "timer", "burner": args.burner, "at": _twelve_hour(args.time)}
     elif args.command == "timers":
         payload = {"action": "timers", "burner": args.burner_option or args.burner}
         if args.limit is not None:
@@ -299,6 +327,41 @@ def _stamp(ts: float) -> str:
     return time.strftime("%Y-%m-%d ", time.localtime(ts)) + _clock(ts)
 
 
+def _zone(reply: dict[str, Any]) -> dt.tzinfo | None:
+    """The daemon's time zone (its config's ``timezone``), as its reply names it; None:
+    this machine's."""
+    name = reply.get("timezone")
+    if not isinstance(name, str):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+
+
+def _when(value: float | str | None, zone: dt.tzinfo | None = None) -> str:
+    """A moment as the text output shows it, in the daemon's time zone: ``18:30`` (or
+    ``18:30:05`` when the seconds are not 0) if it is today there, else with the date,
+    ``Sat 6 Dec 18:30`` (and the year when it is not this year). ``value``: Unix time
+    (shown in ``zone``), or an ISO time from the daemon (shown in its own offset)."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        moment = dt.datetime.fromisoformat(value)
+        if moment.tzinfo is not None and zone is not None:
+            moment = moment.astimezone(zone)
+    elif zone is None:
+        moment = dt.datetime.fromtimestamp(value).astimezone()  # this machine's zone
+    else:
+        moment = dt.datetime.fromtimestamp(value, zone)
+    today = dt.datetime.now(moment.tzinfo).date()
+    shown = f"{moment:%H:%M}" + (f":{moment:%S}" if moment.second else "")
+    if moment.date() == today:
+        return shown
+    year = "" if moment.year == today.year else f" {moment.year}"
+    return f"{moment:%a} {moment.day} {moment:%b}{year} {shown}"
+
+
 def _render(reply: dict[str, Any]) -> str:
     action = reply.get("action")
     if action == "status":
@@ -306,13 +369,14 @@ def _render(reply: dict[str, Any]) -> str:
     if action in ("timer", "extend"):
         t = reply["timer"]
         burners = ", ".join(t["burners"])
-        return f"timer {t['id']}: shuts off {burners} at {t['due']} (in {_dur(t['in_s'])})"
+        due = _when(t["due"])
+        return f"timer {t['id']}: shuts off {burners} at {due} (in {_dur(t['in_s'])})"
     if action in ("timers", "cancel"):
         if not reply["timers"]:
             return "no timers"
         verb = "cancelled " if action == "cancel" else ""
         lines = [
-            f"{verb}{t['id']}  {t['action']:8}  {', '.join(t['burners'])}  at {t['due']}"
+            f"{verb}{t['id']}  {t['action']:8}  {', '.join(t['burners'])}  at {_when(t['due'])}"
             + ("  (config)" if t.get("from_config") else "")
             for t in reply["timers"]
         ]
@@ -372,24 +436,29 @@ STORES = {"state_store": "saved state (locks)", "timer_store": "timers", "event_
 def _render_status(reply: dict[str, Any]) -> str:
     rows = [("BURNER", "MODE", "FLAME", "CIRCUIT", "NEXT CUT", "LAST SHUTOFF")]
     notes = []
+    zone = _zone(reply)
     for b in reply["burners"]:
         last = b["last_shutoff"]
         if last is None:
             shown = "-"
         else:
             shown = (
-                f"{_stamp(last['requested_at'])} by {last['source']}: "
-                f"cut {_clock(last['cut_at'])}, restored {_clock(last['restored_at'])}"
+                f"{_when(last['requested_at'], zone)} by {last['source']}: "
+                f"cut {_when(last['cut_at'], zone)}, restored {_when(last['restored_at'], zone)}"
             )
-            if last["outcome"] != "restored":
+            if last["outcome"] == "locked" and not b["lock"]:
+                # A record saved before an unlock filled in its restore: the lock is over.
+                shown += " (held by a lock, since unlocked)"
+            elif last["outcome"] != "restored":
                 shown += f" ({last['outcome']})"
-        next_cut = b.get("next_cut")
-        when = next_cut[11:19] if next_cut else "-"
-        rows.append((b["burner"], b["mode"], b["flame"], b["circuit"], when, shown))
+        flame = b["flame"]
+        if flame == "lit" and b.get("going_out"):
+            flame = "going out"  # cut, and the thermocouple's reading is falling
+        when = _when(b.get("next_cut"), zone)
+        rows.append((b["burner"], b["mode"], flame, b["circuit"], when, shown))
         if b["lock"]:
-            notes.append(
-                f"{b['burner']}: locked since {_stamp(b['lock']['since'])} by {b['lock']['source']}"
-            )
+            since = _when(b["lock"]["since"], zone)
+            notes.append(f"{b['burner']}: locked since {since} by {b['lock']['source']}")
         if b["fault"]:
             notes.append(f"{b['burner']}: FAULT: {b['fault']}")
     for store, what in STORES.items():

@@ -80,6 +80,13 @@ def test_bad_commands_are_refused(data: object, code: str, message: str) -> None
         ({"action": "timer", "burner": "left", "in": 315360000}, "more than 24 hours"),
         ({"action": "timer", "burner": "left", "in": "soon"}, "cannot read 'soon' as a duration"),
         ({"action": "timer", "burner": "left", "in": True}, "a duration is a number of seconds"),
+        # A number as text, with no unit, is a person's: minutes or seconds? Refused.
+        (
+            {"action": "timer", "burner": "left", "in": "15"},
+            "15 what? say 15m for minutes or 15s for seconds",
+        ),
+        ({"action": "extend", "timer": "t-1", "in": " 10 "}, "10 what? say 10m for minutes"),
+        ({"action": "snooze", "burner": "left", "in": "2.5"}, "2.5 what? say 2.5m for minutes"),
         ({"action": "extend", "timer": "t-1"}, "extend needs 'in'"),
         ({"action": "snooze", "burner": "left"}, "snooze needs 'in'"),
         ({"action": "cancel"}, "say which timer (its id) or which burner to cancel"),
@@ -134,3 +141,11 @@ def test_command_ids_run_a_command_once_and_never_answer_another() -> None:
         assert (await ids.once("1", "e", lock))["ok"] is True  # "1" was forgotten
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(15, 15.0), (90.5, 90.5), ("15s", 15.0), ("15m", 900.0)]
+)
+def test_a_json_number_is_seconds_and_text_says_its_unit(value: object, seconds: float) -> None:
+    cmd = parse_command({"action": "timer", "burner": "left", "in": value}, source="mqtt")
+    assert cmd.in_s == seconds

@@ -194,3 +194,26 @@ def test_second_daemon_on_the_same_state_is_refused(tmp_path: Path, daemons) -> 
     )
     assert second.returncode == 2
     assert "another stove-ctl daemon" in second.stderr
+
+
+def test_after_an_unlock_status_no_longer_says_locked(tmp_path: Path, daemons) -> None:
+    """A shutoff on a locked burner keeps the circuit cut (outcome "locked"); the
+    unlock restores it, and the shutoff's record says so, with the time."""
+    daemon = daemons(kitchen_config(tmp_path, pulse_s=0.5))
+    assert daemon.cli("lock", "right").returncode == 0
+    off = daemon.cli("off", "right")
+    assert "burner is locked, circuit stays cut" in off.stdout, off.stdout
+    locked = next(
+        line for line in daemon.cli("status").stdout.splitlines() if line.startswith("kitchen/r")
+    )
+    assert locked.endswith("restored - (locked)"), locked
+    unlock = daemon.cli("unlock", "right")
+    assert unlock.returncode == 0 and "circuit restored" in unlock.stdout, unlock.stdout
+    wait_for(lambda: daemon.status("right")["last_shutoff"]["outcome"] == "restored", 5)
+    row = next(
+        line for line in daemon.cli("status").stdout.splitlines() if line.startswith("kitchen/r")
+    )
+    assert "locked" not in row and row.split()[1:4] == ["ready", "out", "intact"], row
+    shutoff = daemon.status("right")["last_shutoff"]
+    assert shutoff["restored_at"] >= shutoff["cut_at"] + 0.5
+    assert not row.endswith("restored -"), row

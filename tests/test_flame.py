@@ -158,3 +158,35 @@ def test_a_relight_read_across_the_terminals_is_still_a_relight(kitchen_factory)
         assert "flame_relit" in kinds
 
     run(body())
+
+
+def test_a_good_cut_shows_going_out_while_the_tap_still_reads_lit(kitchen_factory) -> None:
+    """status: a cut burner whose tap still reads "lit" but falls is "going out"
+    (going_out true, flame still "lit" for machines); a failed cut never is."""
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory(
+            wirings={"left": Wiring.NC_SERIES, "right": Wiring.NO_PARALLEL},
+            contact_ohm={"right": 1.0},  # a cut that does not drop the valve
+            lit_above_mv=LIT_ABOVE_MV,
+        )
+        k.feed_taps()
+        await k.controller.start()
+        await k.advance(1.0)
+
+        def shown() -> dict[str, tuple[str, bool]]:
+            burners = k.controller.status()["burners"]
+            return {b["id"]: (b["flame"], b["going_out"]) for b in burners}
+
+        assert shown() == {"left": ("lit", False), "right": ("lit", False)}
+        await k.do("shutoff", "left")
+        await k.do("shutoff", "right")
+        await k.advance(6.0)  # cut, held 3 s, restored; the left tip cools, still hot
+        assert k.burner("left").thermocouple_mv > LIT_ABOVE_MV
+        assert shown() == {"left": ("lit", True), "right": ("lit", False)}
+        await k.advance(20.0)  # the left tip is cold now
+        assert shown()["left"] == ("out", False)
+        assert shown()["right"] == ("lit", False)  # never fell: still lit, as it is
+        assert k.burner("right").flame
+
+    run(body())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -75,6 +77,10 @@ def test_cancel_and_extend(tmp_path, daemons) -> None:
     ("args", "message"),
     [
         (("timer", "left", "0"), "a delay must be more than 0"),
+        (("timer", "left", "15"), "15 what? say 15m for minutes or 15s for seconds"),
+        (("at", "left", "13pm"), "cannot read '13pm' as a time: there is no 13 pm"),
+        (("at", "left", "0am"), "cannot read '0am' as a time: there is no 0 am"),
+        (("at", "left", "6:75pm"), "cannot read '6:75pm' as a time: there is no minute 75"),
         (("timer", "left", "-5m"), "a delay or time cannot be negative (got -5m)"),
         (("timer", "left", "10 years"), "unknown unit 'years'"),
         (("timer", "left", "87600h"), "more than 24 hours"),
@@ -180,3 +186,38 @@ def test_timers_lists_the_earliest_first_a_page_at_a_time(tmp_path, daemons) -> 
     assert reply["ok"] is False and "'limit' is for 'timers' only" in reply["error"], reply
     assert daemon.status("left")["flame"] == "lit"
     assert len(timers(daemon)) == 4
+
+
+def test_at_reads_am_pm_and_times_are_shown_local_without_microseconds(tmp_path, daemons) -> None:
+    """`at left 6pm` is the next 18:00 in the daemon's zone; `timer`, `timers` and
+    `status` show local times, a date only when not today; --json stays ISO."""
+    zone = "Asia/Shanghai"
+    daemon = daemons(with_extra(kitchen_config(tmp_path), timezone=zone))
+    now = dt.datetime.now(ZoneInfo(zone))
+    for said, hour, minute in [("6pm", 18, 0), ("6:30 PM", 18, 30), ("12am", 0, 0)]:
+        out = daemon.cli("at", "left", said, "--json")
+        assert out.returncode == 0, out.stderr
+        due = dt.datetime.fromisoformat(json.loads(out.stdout)["timer"]["due"])
+        assert (due.hour, due.minute) == (hour, minute) and due.utcoffset() == now.utcoffset()
+        assert now < due <= now + dt.timedelta(days=1)
+    countdown = daemon.cli("timer", "right", "1h")
+    shown = countdown.stdout
+    assert re.fullmatch(r"timer t-\w+: shuts off kitchen/right at .+ \(in 1h00m\)\n", shown)
+    hour_later = now + dt.timedelta(hours=1)
+    expected = f"{hour_later:%H:%M}" + (f":{hour_later:%S}" if hour_later.second else "")
+    if hour_later.date() != now.date():
+        expected = f"{hour_later:%a} {hour_later.day} {hour_later:%b} " + expected
+    # The second may tick between now and the daemon's reading of it.
+    assert f" at {expected[:-2]}" in shown, (expected, shown)
+    listed = daemon.cli("timers").stdout.splitlines()
+    assert len(listed) == 4
+    for line in listed:
+        when = line.split("  at ")[1]
+        assert re.fullmatch(r"(\w{3} \d{1,2} \w{3} )?\d\d:\d\d(:\d\d)?", when), line
+    assert any(line.endswith(" 00:00") for line in listed), listed  # the 12am one
+    status = daemon.cli("status").stdout.splitlines()
+    right = next(line for line in status if line.startswith("kitchen/right"))
+    assert f" {expected[:-2]}" in right and "T" not in right.split()[4], right
+    assert json.loads(daemon.cli("status", "--json").stdout)["timezone"] == zone
+    # --json stays ISO, microseconds and all.
+    assert all("T" in t["due"] for t in timers(daemon))

@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from stove_ctl.core.flame import Trend
 from stove_ctl.core.state import LockRecord, ShutoffRecord
 from stove_ctl.drivers.relay import FlameInput, Relay, Wiring
 
@@ -78,6 +79,7 @@ class Burner:
     lock_confirmed: asyncio.Future[None] | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     poll_read: asyncio.Task[bool] | None = None  # a polling read in flight
+    flame_trend: Trend | None = None  # the flame input's readings, while a cut is judged
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``work`` as one of this burner's background tasks (cancelled at stop)."""
@@ -101,12 +103,21 @@ class Burner:
         return (
             self.mode,
             self.spec.flame.flame() if self.spec.flame is not None else None,
+            self.going_out,
             self.relay_cut,
             self.fault or self.link_fault,
             self.lock and (self.lock.since, self.lock.source, self.lock.command_id),
             last
             and (last.requested_at, last.command_id, last.cut_at, last.outcome, last.restored_at),
         )
+
+    @property
+    def going_out(self) -> bool:
+        """A cut is being judged and the flame input's reading has fallen since (a
+        thermocouple cooling: it still reads "lit" for a while). Not before the fall:
+        a cut that did not close the valve is never shown as going out."""
+        trend = self.flame_trend
+        return trend is not None and trend.fell and not trend.relit
 
     @property
     def pulsing(self) -> bool:

@@ -66,7 +66,9 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from ``900``, ``"15m"``, ``"1h30m"``, ``"1.5h"``, ``"90 s"``.
+    """Seconds from ``900`` (a number: seconds), ``"15m"``, ``"1h30m"``, ``"1.5h"``,
+    ``"90 s"``. A number written as text with no unit (``"15"``) is refused: a person
+    wrote it, and may have meant minutes.
 
     Raises ValueError with a plain-words reason: zero, negative, over a day, garbage.
     """
@@ -80,6 +82,10 @@ def parse_duration(value: Any) -> float:
     elif isinstance(value, str):
         text = value.strip().lower()
         if re.fullmatch(r"-?\d+(\.\d+)?", text):
+            # A number with no unit, from a person ("timer left 15"): 15 seconds or 15
+            # minutes? Refused with the hint. A JSON number (a machine's) is seconds.
+            if float(text) > 0:
+                raise ValueError(f"{text} what? say {text}m for minutes or {text}s for seconds")
             seconds = float(text)
         else:
             if text.startswith("-"):

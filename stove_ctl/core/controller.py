@@ -21,6 +21,7 @@ from stove_ctl.config import TrustConfig
 from stove_ctl.core.burner import Burner, BurnerSpec, Shutoff
 from stove_ctl.core.commands import NEEDS_BURNER, Command, check_trust
 from stove_ctl.core.events import EventKind, EventLog
+from stove_ctl.core.flame import Trend
 from stove_ctl.core.flame import watch as watch_flame
 from stove_ctl.core.relays import RelaySupervisor
 from stove_ctl.core.state import LockRecord, ShutoffRecord, StateStore
@@ -354,9 +355,13 @@ class Controller:
         flame = burner.spec.flame
         assert flame is not None
         for attempt in (1, 2):
-            seen, trend = await watch_flame(
-                flame, self.clock, self.confirm_s, before, lambda: burner.intact_since
-            )
+            burner.flame_trend = trend = Trend(before.mv if before is not None else None)
+            try:  # the trend is shown by status while it is watched (going out)
+                seen, _ = await watch_flame(
+                    flame, self.clock, self.confirm_s, before, lambda: burner.intact_since, trend
+                )
+            finally:
+                burner.flame_trend = None
             if seen == "out":
                 # Still reading "lit", yet seen falling: confirmed by the trend.
                 by_trend = flame.flame() is not False
@@ -506,15 +511,7 @@ class Controller:
         self._emit("unlock", burner, source=source, command_id=command_id)
         if burner.pulsing:  # an in-flight shutoff restores on its own
             return None
-        return burner.spawn(
-            self.relays.drive(
-                burner,
-                cut=False,
-                source=source,
-                command_id=command_id,
-                wanted=lambda: not burner.pulsing,
-            )
-        )
+        return burner.spawn(self.relays.restore_unlocked(burner, source, command_id))
 
     async def release_lock(self, key: str, owner: str) -> bool:
         """End a lock only if ``owner`` (e.g. a lock window) set it; a lock someone
@@ -558,6 +555,8 @@ class Controller:
                     "name": spec.name,
                     "mode": burner.mode.value,
                     "flame": "unknown" if flame is None else ("lit" if flame else "out"),
+                    # Still reading "lit" after a cut, its reading falling: going out.
+                    "going_out": bool(flame) and burner.going_out,
                     "circuit": {None: "unknown", True: "cut", False: "intact"}[burner.relay_cut],
                     "wiring": spec.wiring.value,
                     "pulse_s": spec.pulse_s,
@@ -574,6 +573,7 @@ class Controller:
             "ok": True,
             "action": "status",
             "started_at": self.started_at,
+            "timezone": str(self.zone),  # the config's: the CLI shows times in it
             "event_store": self.events.store_error or "ok",
             "state_store": self.state.health(),
             **{name: check() for name, check in self.health.items()},

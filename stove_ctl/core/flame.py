@@ -69,14 +69,17 @@ async def watch(
     seconds: float,
     before: Sample | None,
     intact_since: Callable[[], float | None],
+    trend: Trend | None = None,
 ) -> tuple[Seen, Trend]:
     """Watch a flame input for ``seconds`` after a cut. "out": seen out, or its reading
     fell; "relit": its reading fell, then rose; "lit": neither (the cut failed).
 
     ``before``: the reading taken before the cut. ``intact_since``: since when the
     circuit has been intact (None while it is cut); a reading counts only if it was
-    taken since then, and so does an "out" from an input that measures."""
-    trend = Trend(before.mv if before is not None else None)
+    taken since then, and so does an "out" from an input that measures. ``trend``: the
+    one to feed (the caller's, to show while it is watched); a new one if None."""
+    if trend is None:
+        trend = Trend(before.mv if before is not None else None)
     deadline = clock.monotonic() + seconds
     while True:
         sample = flame.reading()

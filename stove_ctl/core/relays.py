@@ -146,6 +146,24 @@ class RelaySupervisor:
         log.error("%s: found cut with the saved state lost: held locked", burner.spec.key)
         self._lock_burner(burner, Command(action="lock", source="startup", id="state-lost"))
 
+    async def restore_unlocked(self, burner: Burner, source: str, command_id: str | None) -> None:
+        """Restore the circuit of a burner just unlocked. A shutoff the lock held cut
+        (its outcome "locked") is restored by this: its record says so, and when."""
+        held = burner.last_shutoff
+        done = await self.drive(
+            burner,
+            cut=False,
+            source=source,
+            command_id=command_id,
+            wanted=lambda: not burner.pulsing,
+        )
+        still_held = held is not None and held.outcome == "locked" and burner.last_shutoff is held
+        if done is not None and still_held and burner.lock is None:
+            assert held is not None
+            held.outcome = "restored"
+            held.restored_at = self.clock.time()
+            self._save(burner)
+
     async def drive(
         self,
         burner: Burner,
