@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import ssl
 import time
@@ -19,8 +20,15 @@ from stove_ctl.config import (
 )
 from stove_ctl.drivers.broker import BrokerLink
 from stove_ctl.drivers.miio import MiioRelay
-from stove_ctl.errors import RelayAuthError, RelayBadReply, RelayError, RelayRejected
-from stove_ctl.factory import build_miio
+from stove_ctl.drivers.mqtt import MqttRelay
+from stove_ctl.errors import (
+    RelayAuthError,
+    RelayBadReply,
+    RelayError,
+    RelayRejected,
+    RelayUnreachable,
+)
+from stove_ctl.factory import build_miio, build_mqtt_relay
 from stove_ctl.surfaces.mqtt_api import link_settings
 
 TOKEN_HELP = "get the token again (README: Mi Home relays); it changes when the device is reset"
@@ -36,16 +44,16 @@ class Finding:
 def local_networks() -> list[ipaddress.IPv4Network]:
     """The IPv4 networks this machine's interfaces are on."""
     try:
-        import netifaces
+        import ifaddr
 
         networks = []
-        for name in netifaces.interfaces():
-            for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
-                if "addr" in entry and "netmask" in entry:
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                if ip.is_IPv4:
                     networks.append(
-                        ipaddress.IPv4Network(f"{entry['addr']}/{entry['netmask']}", strict=False)
+                        ipaddress.IPv4Network(f"{ip.ip}/{ip.network_prefix}", strict=False)
                     )
-        return networks
+        return networks or [ipaddress.IPv4Network("127.0.0.0/8")]
     except (ImportError, OSError, ValueError):
         return [ipaddress.IPv4Network("127.0.0.0/8")]
 
@@ -186,6 +194,165 @@ def check_broker(cfg: MqttConfig) -> Finding:
     return finding
 
 
+# How long each MQTT relay is given to answer (or its own timeout_s, if longer). All
+# are asked at once: ten relays take this long, not ten times it.
+ASK_S = 3.0
+READ_ONLY = "asked for its state only (doctor never switches a relay)"
+
+
+def burner_channels(config: Config, relay: str, channels: int) -> list[int]:
+    """The channels of ``relay`` that burners use (every channel if none does)."""
+    used = sorted(
+        {
+            burner.relay.channel
+            for stove in config.stoves
+            for burner in stove.burners
+            if burner.relay.device == relay
+        }
+    )
+    return used or list(range(1, channels + 1))
+
+
+def no_answer_help(cfg: MqttRelayConfig, relay: MqttRelay, channel: int, wait_s: float) -> str:
+    """What to check, for this preset, when a channel's state never came."""
+    query, states, _ = relay.topics(channel)
+    if query is None:
+        asked = f"no state on {states[0]} within {wait_s:g} s"
+    elif cfg.preset == "shelly_gen2":
+        asked = (
+            f"no answer within {wait_s:g} s to Switch.GetStatus (switch id {channel - 1}) "
+            f"on {query[0]}"
+        )
+    else:
+        payload = f"payload {query[1]}" if query[1] else "empty payload"
+        asked = f"no answer within {wait_s:g} s to the state query on {query[0]} ({payload})"
+    device = cfg.device
+    if cfg.preset == "tasmota":
+        power = states[0].rsplit("/", 1)[-1]
+        return (
+            f"{asked}; a Tasmota whose Topic is {device!r} answers on stat/{device}/RESULT "
+            f"and stat/{device}/{power}. Check in its console: `Topic` is exactly "
+            f"{device!r} (case matters), `FullTopic` is the default %prefix%/%topic%/, "
+            "`Prefix1` cmnd and `Prefix2` stat, MQTT is enabled (Configure Other, or "
+            "`SetOption3 1`) with `MqttHost`/`MqttPort`/`MqttUser` of this broker"
+            + (
+                ", and `SetOption26 0` (one relay is POWER, not POWER1)"
+                if cfg.channels == 1
+                else f", and the device has a relay {power}"
+            )
+        )
+    if cfg.preset == "shelly_gen2":
+        return (
+            f"{asked}; the reply would come on {states[-1]}. Check the Shelly's web page, "
+            "Settings > MQTT: MQTT enabled and connected to this broker, the MQTT prefix "
+            f"(topic_prefix) exactly {device!r} (the default is the device id, e.g. "
+            "shellyplus1-a8032ab12345), 'RPC over MQTT' on (enable_rpc), and 'RPC status "
+            f"notifications over MQTT' on (rpc_ntf: how it reports changes); switch id "
+            f"{channel - 1} must exist"
+        )
+    if cfg.preset == "zigbee2mqtt":
+        ep = cfg.endpoints.get(channel, "")
+        return (
+            f"{asked}; the state would come on {states[0]} (key state{ep}). Check that "
+            f"Zigbee2MQTT is running and connected to this broker, that the device's "
+            f"friendly name is exactly {device!r} (case matters), that Zigbee2MQTT's "
+            "mqtt.base_topic is zigbee2mqtt (the topic stove-ctl uses), and that the "
+            "device is paired and reachable (its 'last seen' in Zigbee2MQTT)"
+            + (f"; state{ep} must be one of its endpoints" if ep else "")
+        )
+    if cfg.preset == "esphome":
+        name = states[0].split("/")[-2]
+        return (
+            f"{asked} (ESPHome cannot be asked: it publishes its state, retained, when it "
+            "connects and on every change). Check the node's YAML: an `mqtt:` section for "
+            f"this broker (the native API alone is not enough), its `topic_prefix` "
+            f"{device!r} (the default is the node's name), and a switch whose object id "
+            f"is {name!r} (by default the switch's name in lower case, spaces as _; this "
+            "relay's names: in the config can say another)"
+        )
+    return (
+        f"{asked}; the generic preset cannot ask the device: it must publish its state "
+        f"on {states[0]} (retained, or soon), as {cfg.state_on!r} or {cfg.state_off!r}"
+        + (f" at {cfg.state_json_path}" if cfg.state_json_path else "")
+    )
+
+
+async def _ask_channel(
+    cfg: MqttRelayConfig, relay: MqttRelay, channel: int, wait_s: float
+) -> tuple[bool, str]:
+    label = f"channel {channel}"
+    try:
+        on = await relay.ask(channel)
+    except RelayUnreachable:
+        _, _, availability = relay.topics(channel)
+        if relay.available is False:
+            return False, (
+                f"{label}: the device reports itself offline ({availability} holds its "
+                "last will): it was connected to this broker and lost the connection. "
+                "Is it powered and on the network?"
+            )
+        if not relay.link.connected:
+            return False, f"{label}: not asked: the connection to the broker was lost"
+        return False, f"{label}: {no_answer_help(cfg, relay, channel, wait_s)}"
+    except RelayError as exc:
+        return False, f"{label}: {exc}"
+    word = "on" if on else "off"
+    if relay.preset.query is None:
+        return True, f"{label}: reads {word} (its last published state: it cannot be asked)"
+    return True, f"{label}: answered the state query, reads {word}"
+
+
+async def check_mqtt_relays(config: Config, broker_ok: bool) -> list[Finding]:
+    """Ask every MQTT relay (each channel a burner uses) for its state, all at once,
+    the way the driver does, and explain every silence. Nothing is ever switched."""
+    wanted = {n: c for n, c in config.relays.items() if isinstance(c, MqttRelayConfig)}
+    if not wanted:
+        return []
+    findings = {
+        n: Finding(n, ok=True, lines=[f"mqtt {c.preset} {c.device!r}: {READ_ONLY}"])
+        for n, c in wanted.items()
+    }
+    assert config.mqtt is not None  # checked by the config
+    if not broker_ok:
+        for finding in findings.values():
+            finding.ok = False
+            finding.lines.append("not asked: the broker could not be used (above)")
+        return list(findings.values())
+    link = BrokerLink(link_settings(config.mqtt, f"{config.mqtt.client_id}-doctor", None))
+    waits = {n: max(ASK_S, c.timeout_s) for n, c in wanted.items()}
+    relays = {
+        n: build_mqtt_relay(n, c.model_copy(update={"timeout_s": waits[n]}), link)
+        for n, c in wanted.items()
+    }
+    # Subscribed after the relays: when our own message comes back, the broker has
+    # delivered every retained message of the relays' topics before it.
+    barrier = asyncio.Event()
+    barrier_topic = f"{config.mqtt.client_id}-doctor/barrier"
+    link.subscribe(barrier_topic, lambda message: barrier.set())
+    link.start(asyncio.get_running_loop())
+    try:
+        if not await link.wait_connected(5):
+            for finding in findings.values():
+                finding.ok = False
+                finding.lines.append("not asked: no connection to the broker within 5 s")
+            return list(findings.values())
+        link.publish(barrier_topic, "", qos=1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(barrier.wait(), 2)
+        jobs = [
+            (name, _ask_channel(wanted[name], relays[name], channel, waits[name]))
+            for name in wanted
+            for channel in burner_channels(config, name, wanted[name].channels)
+        ]
+        answers = await asyncio.gather(*(job for _, job in jobs))
+        for (name, _), (ok, line) in zip(jobs, answers, strict=True):
+            findings[name].ok = findings[name].ok and ok
+            findings[name].lines.append(line)
+        return list(findings.values())
+    finally:
+        await link.stop()
+
+
 async def run_doctor(config: Config) -> list[Finding]:
     checks = [
         check_miio(name, cfg)
@@ -193,15 +360,12 @@ async def run_doctor(config: Config) -> list[Finding]:
         if isinstance(cfg, MiioRelayConfig)
     ]
     findings = list(await asyncio.gather(*checks))
+    broker: Finding | None = None
     if config.mqtt is not None:
-        findings.insert(0, await asyncio.to_thread(check_broker, config.mqtt))
+        broker = await asyncio.to_thread(check_broker, config.mqtt)
+        findings.insert(0, broker)
     for name, cfg in config.relays.items():
         if isinstance(cfg, SimulatedRelayConfig):
             findings.append(Finding(name, True, ["simulated: in-process, nothing to reach"]))
-        elif isinstance(cfg, MqttRelayConfig):
-            findings.append(
-                Finding(
-                    name, True, [f"mqtt ({cfg.preset} {cfg.device}): reached through the broker"]
-                )
-            )
+    findings += await check_mqtt_relays(config, broker is not None and broker.ok)
     return findings

@@ -242,6 +242,33 @@ class MqttRelay:
         assert state.state is not None
         return state.state
 
+    async def ask(self, channel: int) -> bool:
+        """Ask the device for the channel's state and wait (up to ``timeout_s``) for its
+        answer: a report that arrives after the question, not one known before it.
+        Only reads: the preset's state query is the one message sent. A preset without
+        a query (ESPHome, generic) cannot be asked: a state the broker has retained for
+        it, or its next report, is the answer (``stove-ctl doctor``)."""
+        state = self._channel(channel)
+        self._check_available()
+        if self.preset.query is None and state.state is not None:
+            return state.state
+        await self._await_report(channel, state.version, None)
+        assert state.state is not None
+        return state.state
+
+    def topics(self, channel: int) -> tuple[tuple[str, str] | None, list[str], str | None]:
+        """The channel's topics, as formatted for this device: the state query (topic,
+        payload; None where the firmware cannot be asked), the state topics, and the
+        availability topic (None where the preset has none)."""
+        self._channel(channel)
+        query = None
+        if self.preset.query is not None:
+            topic, payload = self.preset.query
+            query = (self._fmt(topic, channel), self._fmt(payload, channel))
+        states = [self._fmt(source.topic, channel) for source in self.preset.states]
+        spec = self.preset.availability
+        return query, states, self._fmt(spec.topic, 1) if spec is not None else None
+
     async def close(self) -> None:
         return None
 
