@@ -135,7 +135,7 @@ class Device:
             self._client = None
 
 
-class _RelayDevice(Device):
+class RelayDevice(Device):
     def __init__(self, board: SimRelay, port: int, **kw: Any) -> None:
         super().__init__(port, **kw)
         self.board = board
@@ -173,7 +173,7 @@ class _RelayDevice(Device):
         self.come_back()
 
 
-class TasmotaRelay(_RelayDevice):
+class TasmotaRelay(RelayDevice):
     def __init__(self, board: SimRelay, port: int, topic: str = "tasmota_stove", **kw: Any):
         super().__init__(board, port, client_id=f"DVES_{topic}", **kw)
         self.topic = topic
@@ -245,7 +245,7 @@ class TasmotaRelay(_RelayDevice):
             )
 
 
-class Zigbee2MqttRelay(_RelayDevice):
+class Zigbee2MqttRelay(RelayDevice):
     def __init__(
         self,
         board: SimRelay,
@@ -294,7 +294,7 @@ class Zigbee2MqttRelay(_RelayDevice):
                 self._switch(n, on, auto)
 
 
-class ShellyGen2Relay(_RelayDevice):
+class ShellyGen2Relay(RelayDevice):
     reports_repeats = False  # Shelly notifies status changes, not repeats
 
     def __init__(
@@ -365,7 +365,7 @@ class ShellyGen2Relay(_RelayDevice):
         self.publish(f"{request['src']}/rpc", json.dumps(reply))
 
 
-class EsphomeRelay(_RelayDevice):
+class EsphomeRelay(RelayDevice):
     def __init__(
         self,
         board: SimRelay,

@@ -7,6 +7,7 @@ Relative paths in a config file are taken relative to the file's own directory, 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from stove_ctl.config.sections import (
+    CONTACT_FOR,
     DRIVERS,
     RESERVED_BURNER_IDS,
     AlarmInputConfig,
@@ -51,7 +53,10 @@ from stove_ctl.config.sections import (
     TrustConfig,
     check_token,
 )
+from stove_ctl.drivers.mqtt_presets import PRESETS
 from stove_ctl.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DRIVERS",
@@ -85,6 +90,7 @@ __all__ = [
     "default_socket_path",
     "load_config",
     "parse_config",
+    "relay_contacts",
 ]
 
 
@@ -239,6 +245,48 @@ class Config(Model):
     def control_socket(self) -> Path:
         return self.socket if self.socket is not None else default_socket_path()
 
+    def wiring_warnings(self, source: str = "<config>") -> list[str]:
+        """A plain-words warning for each burner whose wiring needs a contact its relay
+        does not have (e.g. nc_series on a Shelly, which has only an NO contact). A
+        warning, not an error: what a relay has is known per preset, not per device,
+        and a daemon that refuses to start cannot cut the gas."""
+        warnings = []
+        names = {"no": "normally-open (NO)", "nc": "normally-closed (NC)"}
+        for si, stove in enumerate(self.stoves):
+            for bi, burner in enumerate(stove.burners):
+                relay = self.relays.get(burner.relay.device)
+                contacts, said_by = relay_contacts(relay) if relay else (None, "")
+                needed = CONTACT_FOR[burner.wiring]
+                if contacts is None or needed in contacts:
+                    continue
+                (other,) = contacts  # a relay has "no" and/or "nc": here one, not the needed
+                fixes = (
+                    "wire its NO contact as no_parallel (across the thermocouple's terminals) "
+                    "or no_series"
+                    if other == "no"
+                    else "wire its NC contact as nc_series"
+                )
+                warnings.append(
+                    f"{source}: stoves[{si}].burners[{bi}].wiring: {stove.id}/{burner.id} is "
+                    f"wired {burner.wiring.value}, which needs a {names[needed]} contact, but "
+                    f"relay {burner.relay.device!r} has only a {names[other]} one ({said_by}): "
+                    f"{fixes} and set wiring: to match (hardware/WIRING.md), or use a relay "
+                    f"with an {needed.upper()} contact"
+                )
+        return warnings
+
+
+def relay_contacts(relay: RelayConfig) -> tuple[frozenset[str] | None, str]:
+    """The contacts a relay has ("no", "nc") and who says so: the relay's own
+    ``contacts:``, else its preset; None where neither knows."""
+    if not isinstance(relay, SimulatedRelayConfig) and relay.contacts is not None:
+        return relay.contacts, "its contacts: setting"
+    if isinstance(relay, MqttRelayConfig) and relay.preset in PRESETS:
+        contacts = PRESETS[relay.preset].contacts
+        if contacts is not None:
+            return contacts, f"preset {relay.preset}"
+    return None, ""
+
 
 def _is_file(path: Path) -> bool:
     try:
@@ -341,6 +389,9 @@ _FIELD_NAMES = {
 
 
 def _suggest(name: str) -> str:
+    # A field of another section (contacts on a simulated relay) is no typo: no hint.
+    if name in _FIELD_NAMES:
+        return ""
     close = difflib.get_close_matches(name, sorted(_FIELD_NAMES), n=1, cutoff=0.7)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -390,4 +441,9 @@ def load_config(path: Path | str) -> Config:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError([f"{path}: not valid YAML: cannot read a value: {detail}"]) from None
     config = parse_config(data, str(path))
-    return config.resolve(path.resolve().parent, str(path))
+    config = config.resolve(path.resolve().parent, str(path))
+    # Every command that reads a config says it: check-config and a starting daemon
+    # print it on stderr (logging is not set up yet: Python's last-resort handler).
+    for warning in config.wiring_warnings(str(path)):
+        log.warning("warning: %s", warning)
+    return config

@@ -32,6 +32,35 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Contact = Literal["no", "nc"]
+# The contact each wiring mode is built with (hardware/WIRING.md).
+CONTACT_FOR: dict[Wiring, Contact] = {
+    Wiring.NC_SERIES: "nc",
+    Wiring.NO_PARALLEL: "no",
+    Wiring.NO_SERIES: "no",
+}
+
+
+def _contacts_field() -> Any:
+    return Field(
+        None,
+        min_length=1,
+        description='The relay\'s contacts: ["no"], ["no", nc] or [nc]; default: its preset\'s, '
+        "or unknown.",
+    )
+
+
+def _contact_words(value: Any) -> Any:
+    # YAML reads a bare no (and off, n, false) as false: ask for quotes, as for times.
+    if isinstance(value, list | tuple | set | frozenset) and any(
+        isinstance(v, bool) for v in value
+    ):
+        raise ValueError(
+            'write "no" in quotes: YAML reads a bare no as false (e.g. contacts: ["no", nc])'
+        )
+    return value
+
+
 class SimulatedRelayConfig(Model):
     """A relay board simulated in-process, wired to the stove model in ``hardware/``."""
 
@@ -78,6 +107,9 @@ class MiioRelayConfig(Model):
     )
     timeout_s: float = Field(2.0, ge=0.2, le=10)
     poll_s: float = Field(1.0, ge=0, le=60, description="0 turns polling off.")
+    contacts: frozenset[Contact] | None = _contacts_field()
+
+    _contact_words = field_validator("contacts", mode="before")(_contact_words)
 
     @model_validator(mode="after")
     def _check(self) -> MiioRelayConfig:
@@ -123,6 +155,7 @@ class MqttRelayConfig(Model):
     device_pulse: bool = Field(True, description="Use the firmware's own auto-off.")
     timeout_s: float = Field(2.0, ge=0.2, le=30)
     poll_s: float = Field(1.0, ge=0, le=60)
+    contacts: frozenset[Contact] | None = _contacts_field()
     # generic only
     command_topic: str | None = None
     state_topic: str | None = None
@@ -134,6 +167,8 @@ class MqttRelayConfig(Model):
     availability_topic: str | None = None
     payload_available: str = "online"
     payload_not_available: str = "offline"
+
+    _contact_words = field_validator("contacts", mode="before")(_contact_words)
 
     @model_validator(mode="after")
     def _check(self) -> MqttRelayConfig:

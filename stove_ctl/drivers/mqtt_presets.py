@@ -44,8 +44,19 @@ class Pulse:
     disarm: tuple[tuple[str, str], ...] = ()
 
 
+NO_ONLY = frozenset({"no"})
+
+
 @dataclass(frozen=True)
 class Preset:
+    """How to speak to a firmware, and what its hardware is known to have.
+
+    ``contacts``: the relay contacts every device of this kind has, ``"no"``
+    (normally open) and/or ``"nc"`` (normally closed); None where the firmware runs on
+    boards with either and the preset cannot know. Which wiring modes a relay can be
+    used for follows from it (hardware/WIRING.md); a relay's config may state its own.
+    """
+
     name: str
     set_topic: str
     payload_on: str
@@ -55,6 +66,7 @@ class Preset:
     availability: Availability | None = None
     pulse: Pulse | None = None
     defaults: dict[str, str] = field(default_factory=dict)
+    contacts: frozenset[str] | None = None
 
 
 def tasmota_pulse_time(seconds: float) -> str:
@@ -72,6 +84,8 @@ def plain_seconds(seconds: float) -> str:
     return f"{seconds:g}"
 
 
+# Tasmota, Zigbee2MQTT and ESPHome run on relays with an NO contact only, with NO and
+# NC (changeover), or with either per channel: contacts unknown (None).
 TASMOTA = Preset(
     name="tasmota",
     set_topic="cmnd/{device}/POWER{idx}",
@@ -144,6 +158,9 @@ SHELLY_GEN2 = Preset(
         ),
         encode=plain_seconds,
     ),
+    # A Shelly relay closes when on and has no NC terminal: one normally-open contact
+    # per channel (dry, I to O, on the Plus 1 / Pro 1; the PM models switch mains L to O).
+    contacts=NO_ONLY,
 )
 
 ESPHOME = Preset(
