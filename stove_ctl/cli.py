@@ -187,7 +187,7 @@ def _check_config(path: Path) -> int:
         f"{path}: ok ({len(config.stoves)} stove(s), {burners} burner(s), "
         f"{len(config.relays)} relay(s))"
     )
-    for warning in exposed_secrets(Path(path), config):
+    for warning in [*exposed_secrets(Path(path), config), *config.wiring_warnings(str(path))]:
         print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
@@ -219,7 +219,10 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load()
     setup_logging(config.log_level)
-    for warning in exposed_secrets(Path(args.config), config):
+    for warning in [
+        *exposed_secrets(Path(args.config), config),
+        *config.wiring_warnings(str(args.config)),
+    ]:
         logging.getLogger("stove_ctl").warning("%s", warning)
     asyncio.run(serve(config, reload=load))
     return EXIT_OK

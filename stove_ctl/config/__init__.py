@@ -441,9 +441,4 @@ def load_config(path: Path | str) -> Config:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError([f"{path}: not valid YAML: cannot read a value: {detail}"]) from None
     config = parse_config(data, str(path))
-    config = config.resolve(path.resolve().parent, str(path))
-    # Every command that reads a config says it: check-config and a starting daemon
-    # print it on stderr (logging is not set up yet: Python's last-resort handler).
-    for warning in config.wiring_warnings(str(path)):
-        log.warning("warning: %s", warning)
-    return config
+    return config.resolve(path.resolve().parent, str(path))
