@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -487,11 +488,42 @@ def _events(path: Path, args: argparse.Namespace) -> int:
     payload = {"action": "events", "limit": args.limit, "follow": args.follow}
     if args.burner:
         payload["burner"] = args.burner
-    for reply in control.stream(path, payload):
-        if "error" in reply:
-            print(f"stove-ctl: {reply['error']}", file=sys.stderr)
+    try:
+        for reply in control.stream(path, payload):
+            if "error" in reply:
+                print(f"stove-ctl: {reply['error']}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            for event in reply.get("events", []) + ([reply["event"]] if "event" in reply else []):
+                print(json.dumps(event, ensure_ascii=False) if args.json else _format_event(event))
+            sys.stdout.flush()
+    except DaemonNotRunning:
+        if args.config is None or args.follow:
+            raise
+        return _events_from_file(args)
+    return EXIT_OK
+
+
+def _events_from_file(args: argparse.Namespace) -> int:
+    """No daemon answers: read its event log from ``state_dir``, read-only (after a
+    crash, a post-mortem)."""
+    from stove_ctl.core.events import read_events
+
+    config = load_config(args.config)
+    path = config.state_dir / "events.db"
+    keys: set[str] | None = None
+    if args.burner and args.burner != "all":
+        every = {f"{s.id}/{b.id}": (s.id, b.id) for s in config.stoves for b in s.burners}
+        keys = {k for k, (stove, burner) in every.items() if args.burner in (k, stove, burner)}
+        if not keys:
+            print(f"stove-ctl: unknown burner {args.burner!r}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        for event in reply.get("events", []) + ([reply["event"]] if "event" in reply else []):
-            print(json.dumps(event, ensure_ascii=False) if args.json else _format_event(event))
-        sys.stdout.flush()
+    try:
+        shown = read_events(path, args.limit, keys)
+    except sqlite3.Error as exc:
+        print(f"stove-ctl: no daemon answers, and {path} cannot be read: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"(no daemon answers: read from {path})", file=sys.stderr)
+    for event in shown:
+        data = event.model_dump()
+        print(json.dumps(data, ensure_ascii=False) if args.json else _format_event(data))
     return EXIT_OK

@@ -81,6 +81,7 @@ async def _run(
         else None
     )
     unsubscribe = runtime.events.subscribe(_log_event)
+    pruning = asyncio.ensure_future(runtime.events.keep(clock, config.events.keep_days))
     new_config: Config | None = None
     try:
         await runtime.start()
@@ -114,6 +115,7 @@ async def _run(
                 break
             new_config = _reloaded(config, reload, runtime.events.emit, clock)
     finally:
+        pruning.cancel()
         await server.stop()
         if runtime.timers is not None:
             runtime.timers.stop()

@@ -115,6 +115,15 @@ def with_burner(**changes: object) -> dict:
             {**GOOD, "trust": {"max_command_age_s": -1}},
             "trust.max_command_age_s: input should be greater than 0",
         ),
+        (
+            {**GOOD, "events": {"keep_days": 0}},
+            "events.keep_days: input should be greater than or equal to 1",
+        ),
+        (
+            {**GOOD, "events": {"keep_days": "a year"}},
+            "events.keep_days: input should be a valid integer",
+        ),
+        ({**GOOD, "events": {"keep": 30}}, "events: unknown field 'keep'"),
     ],
 )
 def test_each_problem_is_reported_with_its_path(tmp_path: Path, data: dict, expected: str) -> None:

@@ -6,6 +6,7 @@ explicit timeouts.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -217,3 +218,23 @@ def test_after_an_unlock_status_no_longer_says_locked(tmp_path: Path, daemons) -
     shutoff = daemon.status("right")["last_shutoff"]
     assert shutoff["restored_at"] >= shutoff["cut_at"] + 0.5
     assert not row.endswith("restored -"), row
+
+
+def test_events_are_read_from_the_file_when_no_daemon_answers(tmp_path, daemons) -> None:
+    config = kitchen_config(tmp_path, pulse_s=0.5)
+    daemon = daemons(config)
+    assert daemon.cli("off", "left").returncode == 0
+    assert daemon.cli("lock", "right").returncode == 0
+    daemon.kill()  # a crash: no daemon_stop, the socket left behind
+    out = daemon.cli("events", "-n", "100")
+    assert out.returncode == 0, out.stderr
+    assert f"(no daemon answers: read from {daemon.state_dir / 'events.db'})" in out.stderr
+    assert "cut_confirmed" in out.stdout and "lock" in out.stdout
+    left = daemon.cli("events", "--burner", "left", "--json")
+    burners = {json.loads(line)["burner"] for line in left.stdout.splitlines()}
+    assert left.returncode == 0 and burners == {"kitchen/left"}, left.stdout
+    unknown = daemon.cli("events", "--burner", "oven")
+    assert unknown.returncode == 2 and "unknown burner 'oven'" in unknown.stderr
+    (daemon.state_dir / "events.db").rename(daemon.state_dir / "moved.db")
+    gone = daemon.cli("events")
+    assert gone.returncode == 1 and "cannot be read" in gone.stderr, gone.stderr

@@ -26,3 +26,39 @@ def test_an_event_holding_half_a_surrogate_pair_is_stored_and_the_log_goes_on(
         assert log.store_error is None
     finally:
         log.close()
+
+
+def test_events_past_keep_days_are_pruned_daily_off_the_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    from stove_ctl.clock import ManualClock
+
+    clock = ManualClock()
+    log = EventLog(tmp_path / "events.db")
+    day = 86400.0
+    now = clock.time()
+    try:
+        log.emit("command", now - 400 * day, command_id="old")
+        log.emit("command", now - 2 * day, command_id="recent")
+        log.emit("command", now, command_id="now")
+
+        async def body() -> None:
+            keeper = asyncio.ensure_future(log.keep(clock, keep_days=365))
+            await clock.settle()
+            log.flush()
+            assert [e.command_id for e in log.query(10)] == ["recent", "now"]
+            # Kept for a day only (a reload with keep_days: 1): "recent" is 2 days old.
+            keeper.cancel()
+            keeper = asyncio.ensure_future(log.keep(clock, keep_days=1))
+            await clock.settle()
+            log.flush()
+            assert [e.command_id for e in log.query(10)] == ["now"]
+            log.emit("command", clock.time(), command_id="later")
+            await clock.advance(3 * day)  # pruned again each day, without being asked
+            log.flush()
+            assert [e.command_id for e in log.query(10)] == []
+            keeper.cancel()
+
+        asyncio.run(body())
+    finally:
+        log.close()

@@ -125,9 +125,7 @@ def test_no_warning_where_the_wiring_can_be_built(
         ),
     ],
 )
-def test_a_relay_states_its_own_contacts(
-    tmp_path: Path, relay, wiring, contacts, expected
-) -> None:
+def test_a_relay_states_its_own_contacts(tmp_path: Path, relay, wiring, contacts, expected) -> None:
     path = write(tmp_path, relay, wiring, contacts=contacts)
     config = load_config(path)
     assert config.relays["r"].contacts == set(contacts)  # type: ignore[union-attr]

@@ -30,6 +30,7 @@ from stove_ctl.config.sections import (
     AlarmInputConfig,
     BinaryInputConfig,
     BurnerConfig,
+    EventsConfig,
     FlameInputConfig,
     InputsConfig,
     LockWindowConfig,
@@ -116,6 +117,7 @@ class Config(Model):
     lock_windows: list[LockWindowConfig] = Field(default_factory=list)
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @field_validator("timezone")
     @classmethod

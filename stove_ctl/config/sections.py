@@ -358,6 +358,12 @@ class InputsConfig(Model):
     presence: PresenceInputConfig | None = None
 
 
+class EventsConfig(Model):
+    keep_days: int = Field(
+        365, ge=1, le=36500, description="Events older than this are pruned, once a day."
+    )
+
+
 class RulesConfig(Model):
     max_flame_on_min: float | None = Field(None, gt=0, le=24 * 60)
     unattended_min: float | None = Field(None, gt=0, le=24 * 60)

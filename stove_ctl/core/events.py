@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from stove_ctl.clock import Clock
+
 log = logging.getLogger(__name__)
 
 EventKind = Literal[
@@ -51,6 +53,7 @@ EventKind = Literal[
 ]
 
 MEMORY_EVENTS = 2000
+PRUNE_EVERY_S = 24 * 3600.0
 
 
 class Event(BaseModel):
@@ -88,7 +91,7 @@ class EventLog:
         self.path = path
         self._recent: deque[Event] = deque(maxlen=MEMORY_EVENTS)
         self._subscribers: list[Callable[[Event], None]] = []
-        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._queue: queue.Queue[Event | float | None] = queue.Queue()  # float: prune
         self._lock = threading.Lock()
         self._seq = 0
         self._held = 0
@@ -183,6 +186,12 @@ class EventLog:
                     db.execute("PRAGMA journal_mode=WAL")
                     db.execute("PRAGMA synchronous=NORMAL")
                     db.executescript(_SCHEMA)
+                if isinstance(event, float):
+                    with db:
+                        gone = db.execute("DELETE FROM events WHERE ts < ?", (event,)).rowcount
+                    if gone:
+                        log.info("event log: pruned %d event(s) past keep_days", gone)
+                    continue
                 with db:
                     db.execute(
                         "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -209,6 +218,18 @@ class EventLog:
             finally:
                 self._queue.task_done()
 
+    def prune(self, before: float) -> None:
+        """Delete the stored events older than ``before`` (Unix time), in the writer's
+        thread: never on the event loop, never in a shutoff's way."""
+        if self._thread is not None:
+            self._queue.put(before)
+
+    async def keep(self, clock: Clock, keep_days: int) -> None:
+        """Prune the events older than ``keep_days`` now and once a day after."""
+        while True:
+            self.prune(clock.time() - keep_days * 86400.0)
+            await clock.sleep(PRUNE_EVERY_S)
+
     def flush(self) -> None:
         """Wait until every emitted event has been offered to the store."""
         if self._thread is not None:
@@ -230,32 +251,38 @@ class EventLog:
 
     def _query_store(self, limit: int, burners: Collection[str] | None) -> list[Event]:
         assert self.path is not None
-        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
-            sql = "SELECT * FROM events"
-            args: tuple[Any, ...] = ()
-            if burners is not None:
-                sql += f" WHERE burner IN ({', '.join('?' for _ in burners)})"
-                args = tuple(burners)
-            rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-        return [
-            Event(
-                seq=r[0],
-                ts=r[1],
-                kind=r[2],
-                burner=r[3],
-                source=r[4],
-                command_id=r[5],
-                latency_ms=r[6],
-                detail=json.loads(r[7]),
-            )
-            for r in reversed(rows)
-        ]
+        return read_events(self.path, limit, burners)
 
     def close(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def read_events(path: Path, limit: int, burners: Collection[str] | None = None) -> list[Event]:
+    """The newest ``limit`` events in an event store (of ``burners``, if given), oldest
+    first, read-only: a running daemon's, or a stopped or crashed one's."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        sql = "SELECT * FROM events"
+        args: tuple[Any, ...] = ()
+        if burners is not None:
+            sql += f" WHERE burner IN ({', '.join('?' for _ in burners)})"
+            args = tuple(burners)
+        rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+    return [
+        Event(
+            seq=r[0],
+            ts=r[1],
+            kind=r[2],
+            burner=r[3],
+            source=r[4],
+            command_id=r[5],
+            latency_ms=r[6],
+            detail=json.loads(r[7]),
+        )
+        for r in reversed(rows)
+    ]
 
 
 def _utf8(text: str | None) -> str | None:
