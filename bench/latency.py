@@ -747,7 +747,7 @@ def main() -> int:
             if args.bench_gc == "quiet"
             else "collects garbage automatically, also inside samples. "
         )
-        + "`p99 ratio` = stove-ctl p99 / baseline p99 (DESIGN: <= 1.2).\n\n"
+        + "`p99 ratio` = stove-ctl p99 / baseline p99 (target: <= 1.2).\n\n"
         f"```\n{out}\n```\n"
         + ("\n" + "\n".join(bullet(e) for e in extra) + "\n" if extra else "")
         + note
