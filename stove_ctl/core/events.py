@@ -54,6 +54,7 @@ EventKind = Literal[
 
 MEMORY_EVENTS = 2000
 PRUNE_EVERY_S = 24 * 3600.0
+WRITE_BATCH = 1000  # events written in one transaction, at most
 
 
 class Event(BaseModel):
@@ -174,49 +175,64 @@ class EventLog:
                 log.exception("event subscriber failed")
 
     def _writer(self) -> None:
+        """Store what is queued, a batch at a time: the events of one burst (an ``off
+        all`` is five events a burner) go in one transaction, not one each."""
         assert self.path is not None
         db: sqlite3.Connection | None = None
         while True:
-            event = self._queue.get()
+            batch = [self._queue.get()]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
             try:
-                if event is None:
-                    return
-                if db is None:
-                    db = sqlite3.connect(self.path)
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=NORMAL")
-                    db.executescript(_SCHEMA)
-                if isinstance(event, float):
-                    with db:
-                        gone = db.execute("DELETE FROM events WHERE ts < ?", (event,)).rowcount
-                    if gone:
-                        log.info("event log: pruned %d event(s) past keep_days", gone)
-                    continue
-                with db:
-                    db.execute(
-                        "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            event.seq,
-                            event.ts,
-                            event.kind,
-                            _utf8(event.burner),
-                            _utf8(event.source),
-                            _utf8(event.command_id),
-                            event.latency_ms,
-                            _utf8(json.dumps(event.detail, ensure_ascii=False)),
-                        ),
-                    )
-                self.store_error = None
-            except sqlite3.Error as exc:
-                self._store_failed(exc)
+                db = self._store(db, batch[: batch.index(None)] if stop else batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
                 if db is not None:
                     db.close()
-                    db = None
-            except Exception:  # this thread must outlive any one event
-                # A dead writer would leave flush() (every query) waiting for ever.
-                log.exception("an event could not be stored; it is kept in memory")
-            finally:
-                self._queue.task_done()
+                return
+
+    def _store(
+        self, db: sqlite3.Connection | None, batch: list[Event | float | None]
+    ) -> sqlite3.Connection | None:
+        """Write ``batch`` (events; a float is a prune); returns the connection to use
+        next time (None after a failure: opened again then)."""
+        assert self.path is not None
+        rows = []
+        for item in batch:
+            if isinstance(item, Event):
+                try:
+                    rows.append(_row(item))
+                except Exception:  # this thread must outlive any one event
+                    # A dead writer would leave flush() (every query) waiting for ever.
+                    log.exception("an event could not be stored; it is kept in memory")
+        try:
+            if db is None:
+                db = sqlite3.connect(self.path)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+            with db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+            for before in (item for item in batch if isinstance(item, float)):
+                with db:
+                    gone = db.execute("DELETE FROM events WHERE ts < ?", (before,)).rowcount
+                if gone:
+                    log.info("event log: pruned %d event(s) past keep_days", gone)
+            self.store_error = None
+        except sqlite3.Error as exc:
+            self._store_failed(exc)
+            if db is not None:
+                db.close()
+            return None
+        return db
 
     def prune(self, before: float) -> None:
         """Delete the stored events older than ``before`` (Unix time), in the writer's
@@ -283,6 +299,19 @@ def read_events(path: Path, limit: int, burners: Collection[str] | None = None) 
         )
         for r in reversed(rows)
     ]
+
+
+def _row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.seq,
+        event.ts,
+        event.kind,
+        _utf8(event.burner),
+        _utf8(event.source),
+        _utf8(event.command_id),
+        event.latency_ms,
+        _utf8(json.dumps(event.detail, ensure_ascii=False)),
+    )
 
 
 def _utf8(text: str | None) -> str | None:
