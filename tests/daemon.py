@@ -115,7 +115,15 @@ class Daemon:
     def relay_outputs(self) -> dict[str, bool]:
         """The simulated board's outputs as it keeps them, daemon alive or not."""
         path = self.state_dir / "sim-relay-board.json"
-        return json.loads(path.read_text())["on"] if path.exists() else {}
+        for _ in range(100):  # the board rewrites it in place: read again if caught mid-write
+            if not path.exists():
+                return {}
+            try:
+                outputs: dict[str, bool] = json.loads(path.read_text())["on"]
+                return outputs
+            except ValueError:
+                time.sleep(0.01)
+        raise AssertionError(f"{path} never holds whole JSON")
 
     @property
     def pid(self) -> int:

@@ -37,21 +37,21 @@ class RelaySupervisor:
         start_shutoff: Callable[[Burner, Command], Any],
         lock: Callable[[Burner, Command], Any],
     ) -> None:
-        self._burners = burners
         self.clock = clock
         self._emit = emit
         self._save = save
         self._start_shutoff = start_shutoff
         self._lock_burner = lock
         self._pollers: set[asyncio.Task[None]] = set()
+        self._on_relay: dict[int, list[Burner]] = {}  # id(relay): the burners it switches
+        for burner in burners.values():
+            self._on_relay.setdefault(id(burner.spec.relay), []).append(burner)
 
     def start_polling(self) -> None:
         """Poll every relay that asks for it (``poll_s``): one task per relay."""
-        by_relay: dict[int, list[Burner]] = {}
-        for burner in self._burners.values():
-            if burner.spec.relay.poll_s:
-                by_relay.setdefault(id(burner.spec.relay), []).append(burner)
-        for burners in by_relay.values():
+        for burners in self._on_relay.values():
+            if not burners[0].spec.relay.poll_s:
+                continue
             task = asyncio.ensure_future(self._poll(burners))
             task.add_done_callback(log_crash)
             self._pollers.add(task)
@@ -304,8 +304,8 @@ class RelaySupervisor:
         """A polling read on this relay gives way to a cut or restore. The device answers
         one request at a time, and a read it does not answer holds it for up to the
         relay's timeout (2 s for miIO): the drive reads the relay back itself anyway."""
-        for other in self._burners.values():
-            if other.poll_read is not None and other.spec.relay is relay:
+        for other in self._on_relay.get(id(relay), ()):
+            if other.poll_read is not None:
                 other.poll_read.cancel()
 
     async def _check_external(self, burner: Burner) -> None:
