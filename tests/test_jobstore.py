@@ -73,10 +73,10 @@ def test_summaries_read_kwargs_without_unpickling_and_fill_in_older_files(
     add(sched, "a", 10)
     add(sched, "b", 5)
     sched.remove_job("a")
-    summaries = {job_id: (due, kwargs) for job_id, due, kwargs in store.summaries()}
+    summaries = {job_id: rest for job_id, *rest in store.summaries()}
     assert list(summaries) == ["b"]
-    due, kwargs = summaries["b"]
-    assert kwargs["burners"] == ["k/l"] and kwargs["action"] == "shutoff"
+    due, burners, action = summaries["b"]
+    assert burners == ["k/l"] and action == "shutoff"
     assert due is not None and abs(due - (dt.datetime.now(UTC).timestamp() + 300)) < 60
     sched.shutdown(wait=False)
     # A file an older stove-ctl wrote has no kwargs rows: read from the job, once.
@@ -84,7 +84,7 @@ def test_summaries_read_kwargs_without_unpickling_and_fill_in_older_files(
     db.execute("DELETE FROM stove_ctl_job_kwargs")
     db.close()
     again, store = scheduler(tmp_path / "timers.db")
-    assert [s[0] for s in store.summaries()] == ["b"]
+    assert list(store.summaries()) == [("b", due, ["k/l"], "shutoff")]
     rows = sqlite3.connect(tmp_path / "timers.db").execute("SELECT id FROM stove_ctl_job_kwargs")
     assert [r[0] for r in rows] == ["b"]
     again.shutdown(wait=False)

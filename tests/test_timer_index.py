@@ -19,7 +19,7 @@ def kwargs(burners: list[str], action: str = "shutoff") -> dict[str, Any]:
 
 def test_the_next_cut_follows_adds_moves_and_removals() -> None:
     index = TimerIndex()
-    index.load([("a", 100.0, kwargs(["k/left"])), ("b", 50.0, kwargs(["k/left", "k/right"]))])
+    index.load([("a", 100.0, ["k/left"], "shutoff"), ("b", 50.0, ["k/left", "k/right"], "lock")])
     assert index.next_cut("k/left") == 50.0 and index.next_cut("k/right") == 50.0
     index.put("c", 40.0, kwargs(["k/left"], "release"))  # a release is no cut
     assert index.next_cut("k/left") == 50.0

@@ -10,6 +10,7 @@ the job that was its next cut goes away or moves.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -27,11 +28,13 @@ class TimerIndex:
         self.jobs: dict[str, Entry] = {}
         self._by_burner: dict[str, set[str]] = {}
         self._next_cut: dict[str, float | None] = {}  # cached; missing = find again
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
 
-    def load(self, summaries: Iterable[tuple[str, float | None, dict[str, Any]]]) -> None:
+    def load(self, summaries: Iterable[tuple[str, float | None, list[str], str]]) -> None:
+        """Every job, from (id, next run, burners, action)."""
         self.clear()
-        for job_id, next_run, kwargs in summaries:
-            self.put(job_id, next_run, kwargs)
+        for job_id, next_run, burners, action in summaries:
+            self.put(job_id, next_run, {"burners": burners, "action": action})
 
     def clear(self) -> None:
         self.jobs.clear()
@@ -41,7 +44,11 @@ class TimerIndex:
     def put(self, job_id: str, next_run: float | None, kwargs: dict[str, Any]) -> None:
         """A job added, or changed (moved, run, its arguments modified)."""
         self.drop(job_id)
-        entry = Entry(tuple(kwargs.get("burners", ())), str(kwargs.get("action")), next_run)
+        burners = tuple(kwargs.get("burners", ()))
+        # Shared: 100,000 timers name a few burners and actions, not 100,000 copies.
+        burners = self._shared.setdefault(burners, burners)
+        action = sys.intern(str(kwargs.get("action")))
+        entry = Entry(burners, action, next_run)
         self.jobs[job_id] = entry
         for burner in entry.burners:
             self._by_burner.setdefault(burner, set()).add(job_id)

@@ -141,7 +141,7 @@ class TimerService:
             self._store.summaries()
             if isinstance(self._store, SqliteJobStore)
             else [
-                (job.id, _timestamp(job.next_run_time), job.kwargs)
+                (job.id, _timestamp(job.next_run_time), job.kwargs["burners"], job.kwargs["action"])
                 for job in self.scheduler.get_jobs()
             ]
         )
