@@ -192,7 +192,14 @@ class WebServer:
         api = request.path.startswith("/api/") and request.path != "/api/login"
         if api and not (request["local"] or request["authed"]):
             return _reply(_error("not_local", "sign in with the page's token"))
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # no such page, wrong method: JSON on the API
+            if not request.path.startswith("/api/"):
+                raise
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+            response = _reply(_error(code, exc.reason))
+            response.set_status(exc.status)
         if not response.prepared:
             response.headers.update(HEADERS)
         return response
@@ -275,7 +282,15 @@ class WebServer:
         except CommandError as exc:
             return _reply(_error(exc.code, exc.message))
         # A shutoff is a handful of events: the last MAX_EVENTS hold the latest ones.
+        # Its first step, the command, names no burner: it is looked for among all.
         shown = await asyncio.to_thread(self.events.query, MAX_EVENTS, keys)
+        if keys is not None:
+            every = await asyncio.to_thread(self.events.query, MAX_EVENTS, None)
+            seqs = {e.seq for e in shown}
+            shown = sorted(
+                [*shown, *(e for e in every if e.burner is None and e.seq not in seqs)],
+                key=lambda e: e.seq,
+            )
         return _reply({"ok": True, "shutoffs": shutoffs(shown, limit, self.readings)})
 
     async def _timers(self, request: web.Request) -> web.StreamResponse:
