@@ -126,9 +126,10 @@ async function command(body, button) {
 }
 
 function showLogin(needed) {
-  $("login").hidden = page.authed;
+  $("login-box").hidden = page.authed;
   $("signed-in").hidden = !page.authed;
   if (needed) {
+    $("login-box").open = true;
     $("problem").hidden = false;
     $("problem").textContent = t("need_sign_in");
   }
@@ -316,6 +317,7 @@ function applyLanguage() {
   document.documentElement.lang = page.lang === "zh" ? "zh-CN" : "en";
   for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
   $("lang").textContent = page.lang === "zh" ? "EN" : "中文";
+  $("live").textContent = t($("live").classList.contains("on") ? "live" : "offline");
   if (page.status) renderStatus(page.status);
   refreshTimers();
   refreshShutoffs();
