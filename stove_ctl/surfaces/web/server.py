@@ -160,7 +160,7 @@ class WebServer:
             asyncio.ensure_future(self._tick()),
         ]
         if self.token is None:
-            log.warning(
+            log.info(
                 "kitchen page: no web.token_file: only shutoffs from this machine; "
                 "unlock, cancel and other hosts need a token"
             )
