@@ -80,6 +80,11 @@ async def _run(
         if config.mqtt is not None
         else None
     )
+    page = None
+    if config.web is not None:  # aiohttp is loaded only for the page
+        from stove_ctl.surfaces.web.server import WebServer
+
+        page = WebServer(runtime.controller, runtime.events, config.web, clock)
     unsubscribe = runtime.events.subscribe(_log_event)
     pruning = asyncio.ensure_future(runtime.events.keep(clock, config.events.keep_days))
     new_config: Config | None = None
@@ -91,6 +96,8 @@ async def _run(
         if runtime.rules is not None:
             runtime.rules.start()
         await server.start()
+        if page is not None:
+            await page.start()  # a port in use is logged; the daemon runs on without it
         if api is not None:
             await api.start()
         keys = [b.spec.key for b in runtime.controller.burners()]
@@ -116,6 +123,8 @@ async def _run(
             new_config = _reloaded(config, reload, runtime.events.emit, clock)
     finally:
         pruning.cancel()
+        if page is not None:
+            await page.stop()
         await server.stop()
         if runtime.timers is not None:
             runtime.timers.stop()

@@ -52,6 +52,7 @@ from stove_ctl.config.sections import (
     TlsConfig,
     TopicPart,
     TrustConfig,
+    WebConfig,
     check_token,
 )
 from stove_ctl.drivers.mqtt_presets import PRESETS
@@ -87,6 +88,7 @@ __all__ = [
     "TlsConfig",
     "TopicPart",
     "TrustConfig",
+    "WebConfig",
     "default_socket_dir",
     "default_socket_path",
     "load_config",
@@ -118,6 +120,7 @@ class Config(Model):
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    web: WebConfig | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -238,10 +241,26 @@ class Config(Model):
                         problems.append(f"{source}: mqtt.tls.{name}: no such file {path}")
                 updates["tls"] = mqtt.tls.model_copy(update=files)
             mqtt = mqtt.model_copy(update=updates)
+        web = self.web
+        if web is not None and web.token_file is not None:
+            token_file = web.token_file if web.token_file.is_absolute() else base / web.token_file
+            try:
+                token = _read_secret(token_file, None, base)
+                if not token:
+                    raise ValueError(f"{token_file} is empty: put the page's token in it")
+                web = web.model_copy(update={"token_file": token_file, "token": SecretStr(token)})
+            except ValueError as exc:
+                problems.append(f"{source}: web.token_file: {exc}")
         if problems:
             raise ConfigError(problems)
         return self.model_copy(
-            update={"state_dir": state_dir, "socket": socket, "relays": relays, "mqtt": mqtt}
+            update={
+                "state_dir": state_dir,
+                "socket": socket,
+                "relays": relays,
+                "mqtt": mqtt,
+                "web": web,
+            }
         )
 
     def control_socket(self) -> Path:
@@ -385,6 +404,7 @@ _FIELD_NAMES = {
         PresenceInputConfig,
         InputsConfig,
         RulesConfig,
+        WebConfig,
     )
     for name in model.model_fields
 }

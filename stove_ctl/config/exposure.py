@@ -43,6 +43,8 @@ def exposed_secrets(config_path: Path, config: Config) -> list[str]:
             inline.append("mqtt.password")
         if mqtt.tls is not None and mqtt.tls.key_file is not None:
             files.append(("mqtt.tls.key_file", mqtt.tls.key_file))
+    if config.web is not None and config.web.token_file is not None:
+        files.append(("web.token_file", config.web.token_file))
     warnings = []
     mode = _open_to_others(config_path) if inline else None
     if mode is not None:

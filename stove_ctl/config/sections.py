@@ -22,7 +22,7 @@ from pydantic import (
 from stove_ctl.drivers.relay import Wiring
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-Source = Literal["cli", "mqtt", "voice", "mihome", "timer", "rule", "startup"]
+Source = Literal["cli", "mqtt", "voice", "mihome", "timer", "rule", "startup", "web"]
 RESERVED_BURNER_IDS = {"all"}
 
 
@@ -374,16 +374,33 @@ class RulesConfig(Model):
     away_shutoff: bool = True
 
 
+class WebConfig(Model):
+    """The kitchen page (docs/WEB.md): off unless this section is set."""
+
+    host: str = Field("127.0.0.1", min_length=1, max_length=253)
+    port: int = Field(8470, ge=1, le=65535)
+    # Needed for unlock/cancel/extend/snooze and for anything from another host.
+    token_file: Path | None = None
+    token: SecretStr | None = Field(None, exclude=True, description="Read from token_file.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_token(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            raise ValueError("put the token in a file (chmod 600) and name it in web.token_file")
+        return data
+
+
 class TrustConfig(Model):
     """Who may restore gas availability (DESIGN invariant 7)."""
 
     unlock_sources: list[Source] = Field(default_factory=lambda: list[Source](["cli"]))
     cancel_sources: list[Source] = Field(
-        default_factory=lambda: list[Source](["cli", "mqtt", "voice"]),
+        default_factory=lambda: list[Source](["cli", "mqtt", "voice", "web"]),
         description="Who may cancel or extend a timer.",
     )
     snooze_sources: list[Source] = Field(
-        default_factory=lambda: list[Source](["cli", "mqtt", "voice"]),
+        default_factory=lambda: list[Source](["cli", "mqtt", "voice", "web"]),
         description="Who may snooze a rule.",
     )
     max_command_age_s: float = Field(30.0, gt=0, le=3600)
