@@ -161,6 +161,8 @@ def build(config: Config, clock: Clock) -> Runtime:
 
     stoves: dict[str, hardware.Stove] = {}
     specs: list[BurnerSpec] = []
+    # Simulated boards: stove/burner -> (physical burner, channel), wired once all are known.
+    wired: dict[str, dict[str, tuple[hardware.Burner, int]]] = {}
     for stove_cfg in config.stoves:
         for burner_cfg in stove_cfg.burners:
             device = burner_cfg.relay.device
@@ -173,9 +175,10 @@ def build(config: Config, clock: Clock) -> Runtime:
                     hardware.Wiring(burner_cfg.wiring.value),
                     contact_resistance_ohm=relay_cfg.contact_resistance_ohm,
                 )
-                boards[device].attach(burner_cfg.relay.channel, physical.contact)
-                if relay_cfg.start_lit:
-                    physical.light_and_hold()
+                wired.setdefault(device, {})[f"{stove_cfg.id}/{burner_cfg.id}"] = (
+                    physical,
+                    burner_cfg.relay.channel,
+                )
                 flame = SimulatedFlame(physical)
             for sensor in config.inputs.flame:
                 names = (burner_cfg.id, f"{stove_cfg.id}/{burner_cfg.id}")
@@ -202,6 +205,18 @@ def build(config: Config, clock: Clock) -> Runtime:
                     aliases=tuple(burner_cfg.aliases),
                 )
             )
+    for device, on_board in wired.items():
+        sim_cfg = config.relays[device]
+        assert isinstance(sim_cfg, SimulatedRelayConfig)
+        miswire = {
+            key: sim_cfg.miswire[key.split("/")[1]]
+            for key in on_board
+            if key.split("/")[1] in sim_cfg.miswire
+        }
+        hardware.connect(boards[device], on_board, miswire)
+        for physical, _ in on_board.values():
+            if sim_cfg.start_lit:
+                physical.light_and_hold()
     controller = Controller(
         specs,
         events,

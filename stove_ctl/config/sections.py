@@ -71,6 +71,12 @@ class SimulatedRelayConfig(Model):
     start_lit: bool = Field(
         False, description="Burners on this board start lit, as if someone was cooking."
     )
+    miswire: dict[Slug, Literal["outside_circuit", "inverted", "high_resistance", "swapped"]] = (
+        Field(
+            default_factory=dict,
+            description="Installation mistakes to simulate, by burner id (hardware/miswire.py).",
+        )
+    )
 
 
 class OffDelayConfig(Model):

@@ -1,0 +1,87 @@
+"""The simulated installation mistakes (hardware/miswire.py) do what a real one does."""
+
+from __future__ import annotations
+
+import pytest
+
+import hardware
+from hardware.miswire import connect
+
+
+def rig(
+    miswire: dict[str, str], wiring: str = "nc_series"
+) -> tuple[hardware.SteppableClock, hardware.Stove, hardware.SimRelay]:
+    clock = hardware.SteppableClock()
+    stove = hardware.Stove(clock)
+    board = hardware.SimRelay(channels=2)
+    burners = {n: (stove.add_burner(n, wiring), c) for c, n in ((1, "left"), (2, "right"))}
+    connect(board, burners, miswire)
+    return clock, stove, board
+
+
+def light(clock: hardware.SteppableClock, burner: hardware.Burner) -> None:
+    """A person lights it: knob pressed 5 s, then let go, and 2 s more."""
+    burner.press_and_turn()
+    clock.step(5.0)
+    burner.release()
+    clock.step(2.0)
+
+
+def cut(clock: hardware.SteppableClock, board: hardware.SimRelay, channel: int, on: bool) -> None:
+    board.set(channel, on)
+    clock.step(1.0)
+    board.set(channel, not on)
+    clock.step(1.0)
+
+
+def test_correct_wiring_lights_and_the_cut_puts_out_only_its_burner() -> None:
+    clock, stove, board = rig({})
+    for burner in stove.burners.values():
+        light(clock, burner)
+    cut(clock, board, 1, True)
+    assert not stove.burners["left"].flame and stove.burners["right"].flame
+
+
+def test_a_contact_outside_the_circuit_cuts_nothing() -> None:
+    clock, stove, board = rig({"left": "outside_circuit"})
+    light(clock, stove.burners["left"])
+    cut(clock, board, 1, True)
+    assert stove.burners["left"].flame
+
+
+@pytest.mark.parametrize("wiring", ["nc_series", "no_parallel"])
+def test_an_inverted_contact_does_not_let_the_burner_stay_lit(wiring: str) -> None:
+    clock, stove, _board = rig({"left": "inverted"}, wiring)
+    light(clock, stove.burners["left"])
+    assert not stove.burners["left"].flame
+    assert stove.burners["left"].valve_open is False
+
+
+def test_a_high_resistance_short_across_the_terminals_does_not_drop_the_valve() -> None:
+    clock, stove, board = rig({"left": "high_resistance"}, "no_parallel")
+    light(clock, stove.burners["left"])
+    cut(clock, board, 1, True)
+    assert stove.burners["left"].flame
+
+
+def test_a_high_resistance_series_contact_cannot_hold() -> None:
+    clock, stove, _board = rig({"left": "high_resistance"})
+    light(clock, stove.burners["left"])
+    assert not stove.burners["left"].flame
+
+
+def test_swapped_channels_put_out_the_other_burner() -> None:
+    clock, stove, board = rig({"left": "swapped", "right": "swapped"})
+    for burner in stove.burners.values():
+        light(clock, burner)
+    cut(clock, board, 1, True)
+    assert stove.burners["left"].flame and not stove.burners["right"].flame
+
+
+def test_bad_miswire_is_refused() -> None:
+    with pytest.raises(ValueError, match="exactly two"):
+        rig({"left": "swapped"})
+    with pytest.raises(ValueError, match="no such burner"):
+        rig({"middle": "inverted"})
+    with pytest.raises(ValueError):
+        rig({"left": "loose"})
