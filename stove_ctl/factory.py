@@ -13,6 +13,7 @@ from stove_ctl.core.burner import BurnerSpec
 from stove_ctl.core.controller import Controller
 from stove_ctl.core.events import EventLog
 from stove_ctl.core.rules import MqttFlame, MqttInputs, RuleEngine
+from stove_ctl.core.selftest import SelfTest
 from stove_ctl.core.state import StateStore
 from stove_ctl.core.timers import TimerService
 from stove_ctl.drivers.broker import BrokerLink
@@ -38,6 +39,7 @@ class Runtime:
     timers: TimerService | None = None
     rules: RuleEngine | None = None
     inputs: MqttInputs | None = None
+    self_test: SelfTest | None = None
 
     async def start(self, connect_wait_s: float = 5.0) -> None:
         """Connect the MQTT relays' broker link (in the background if it is away)."""
@@ -239,6 +241,16 @@ def build(config: Config, clock: Clock) -> Runtime:
         schedules=config.schedules,
         lock_windows=config.lock_windows,
     )
+    self_test = SelfTest(controller, clock, config.self_test, state_dir, config.zone)
     return Runtime(
-        controller, events, relays, boards, stoves, relay_link, timers, rules, mqtt_inputs
+        controller,
+        events,
+        relays,
+        boards,
+        stoves,
+        relay_link,
+        timers,
+        rules,
+        mqtt_inputs,
+        self_test,
     )

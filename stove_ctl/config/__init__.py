@@ -45,6 +45,7 @@ from stove_ctl.config.sections import (
     RelayRef,
     RulesConfig,
     ScheduleConfig,
+    SelfTestConfig,
     SimulatedRelayConfig,
     Slug,
     Source,
@@ -80,6 +81,7 @@ __all__ = [
     "RelayRef",
     "RulesConfig",
     "ScheduleConfig",
+    "SelfTestConfig",
     "SimulatedRelayConfig",
     "Slug",
     "Source",
@@ -118,6 +120,7 @@ class Config(Model):
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    self_test: SelfTestConfig | None = None
 
     @field_validator("timezone")
     @classmethod
