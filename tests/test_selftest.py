@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime as dt
 from pathlib import Path
 
@@ -249,3 +250,41 @@ def test_bad_input_is_refused_clearly() -> None:
         relays = {"b": {"driver": "simulated", "channels": 2, "miswire": {"middle": "inverted"}}}
         parse_config({**base, "relays": relays})
     assert parse_config({**base, "self_test": {"at": "04:00"}}).self_test is not None
+
+
+def test_the_home_assistant_self_test_entity_shows_a_failure(kitchen_factory) -> None:
+    """The per-burner self-test binary_sensor (device_class problem): its keys are ones
+    Home Assistant accepts, and its templates render the daemon's own MQTT state."""
+    from tests import ha_mqtt_keys
+    from tests.test_discovery import entity, render, state_of
+
+    config = entity("binary_sensor", "left_self_test")
+    assert config["device_class"] == "problem"
+    for version in ha_mqtt_keys.VERSIONS:
+        accepted = ha_mqtt_keys.ACCEPTED[version]["binary_sensor"]
+        assert set(config) <= accepted, (version, set(config) - accepted)
+        assert ha_mqtt_keys.REQUIRED[version]["binary_sensor"] <= set(config)
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory(lit=False)
+        await k.controller.start()
+        await k.clock.settle()
+        st = make_tester(k)
+        state = state_of(k)
+        assert render(config["value_template"], value=state) == "OFF"
+        shown = render(config["json_attributes_template"], value=state)
+        assert json.loads(shown)["reminders"] == [
+            "never commissioned: run `stove-ctl commission left`"
+        ]
+        k.board.stuck = {1}
+        task = asyncio.ensure_future(st.run(k.controller.resolve("left"), "cli"))
+        await k.clock.advance(2 * CONFIRM_S + 2)
+        await task
+        state = state_of(k)
+        assert render(config["value_template"], value=state) == "ON"
+        attributes = json.loads(render(config["json_attributes_template"], value=state))
+        assert attributes["self_test"]["result"] == "failed"
+        right = entity("binary_sensor", "right_self_test")
+        assert render(right["value_template"], value=state) == "OFF"
+
+    run(body())
