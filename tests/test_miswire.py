@@ -85,3 +85,46 @@ def test_bad_miswire_is_refused() -> None:
         rig({"middle": "inverted"})
     with pytest.raises(ValueError):
         rig({"left": "loose"})
+
+
+def test_python_m_hardware_refuses_a_bad_miswire_in_one_line(capsys) -> None:
+    from hardware.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--miswire", "left=loose"])
+    assert exited.value.code == 2
+    assert "unknown mistake 'loose'" in capsys.readouterr().err
+    assert main(["--miswire", "left=swapped", "--no-stdin"]) == 2  # before any network
+    assert "mark exactly two burners" in capsys.readouterr().err
+    assert main(["--shelly", "--miswire", "left=swapped", "--miswire", "right=swapped"]) == 2
+
+
+def test_a_simulated_relay_in_the_config_is_miswired_as_told(tmp_path) -> None:
+    from stove_ctl.clock import ManualClock
+    from stove_ctl.config import parse_config
+    from stove_ctl.factory import build
+
+    miswire = {"left": "swapped", "right": "swapped"}
+    config = parse_config(
+        {
+            "state_dir": str(tmp_path),
+            "relays": {"b": {"driver": "simulated", "channels": 2, "miswire": miswire}},
+            "stoves": [
+                {
+                    "id": "k",
+                    "burners": [
+                        {"id": "left", "relay": {"device": "b", "channel": 1}},
+                        {"id": "right", "relay": {"device": "b", "channel": 2}},
+                    ],
+                }
+            ],
+        }
+    )
+    runtime = build(config, ManualClock())
+    try:
+        stove = runtime.sim_stoves["k"]
+        runtime.sim_boards["b"].set(1, True)
+        assert stove.burners["right"].contact.energized
+        assert not stove.burners["left"].contact.energized
+    finally:
+        runtime.events.close()
