@@ -25,6 +25,7 @@ from types import FrameType
 from typing import TextIO
 
 from hardware.miio_sim import MiioRelaySim, Prop
+from hardware.miswire import Miswire, connect
 from hardware.mqtt_devices import (
     BinarySensor,
     Device,
@@ -36,7 +37,7 @@ from hardware.mqtt_devices import (
     Zigbee2MqttRelay,
 )
 from hardware.relay import SimRelay
-from hardware.stove import Stove, Wiring
+from hardware.stove import Burner, Stove, Wiring
 
 BURNERS = ("left", "right")
 TOKEN = "00112233445566778899aabbccddeeff"
@@ -179,9 +180,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="read no commands; run until SIGTERM or SIGINT (also when stdin is not a terminal)",
     )
     parser.add_argument(
+        "--miswire",
+        action="append",
+        default=[],
+        type=_miswire,
+        metavar="BURNER=KIND",
+        help="simulate an installation mistake: "
+        + ", ".join(m.value for m in Miswire)
+        + " (swapped: give it for both burners); repeatable",
+    )
+    parser.add_argument(
         "--seconds", type=float, help="stop after this long (default: run until stopped)"
     )
     return parser.parse_args(argv)
+
+
+def _miswire(text: str) -> tuple[str, Miswire]:
+    name, _, kind = text.partition("=")
+    if name not in BURNERS:
+        raise argparse.ArgumentTypeError(f"no burner {name!r} (burners: {', '.join(BURNERS)})")
+    try:
+        return name, Miswire(kind)
+    except ValueError:
+        known = ", ".join(m.value for m in Miswire)
+        raise argparse.ArgumentTypeError(f"unknown mistake {kind!r} (known: {known})") from None
 
 
 def _is_terminal(stream: TextIO | None) -> bool:
@@ -194,6 +216,11 @@ def _is_terminal(stream: TextIO | None) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     kind = relay_kind(args)
+    if kind == "shelly" and any(m is Miswire.SWAPPED for _, m in args.miswire):
+        print(
+            "--miswire swapped needs one board with both channels (not --shelly)", file=sys.stderr
+        )
+        return 2
 
     stove = Stove(WallClock())
     wiring = WIRING.get(kind, Wiring.NC_SERIES)
@@ -203,10 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         boards = [SimRelay(channels=len(BURNERS))]
         channels = [(boards[0], n) for n in range(1, len(BURNERS) + 1)]
+    on_board: dict[int, dict[str, tuple[Burner, int]]] = {}
     for name, (board, channel) in zip(BURNERS, channels, strict=True):
-        burner = stove.add_burner(name, wiring)
-        board.attach(channel, burner.contact)
-        burner.light_and_hold()
+        on_board.setdefault(id(board), {})[name] = (stove.add_burner(name, wiring), channel)
+    for board in boards:
+        wired = on_board[id(board)]
+        try:
+            connect(board, wired, {n: m for n, m in args.miswire if n in wired})
+        except ValueError as exc:
+            print(f"--miswire: {exc}", file=sys.stderr)
+            return 2
+        for burner, _ in wired.values():
+            burner.light_and_hold()
 
     relays: list[RelayDevice] = []
     miio: MiioRelaySim | None = None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from stove_ctl import __version__
+from stove_ctl import __version__, commission
 from stove_ctl.config import Config, default_socket_path, load_config
 from stove_ctl.config.exposure import exposed_secrets
 from stove_ctl.core.commands import MAX_TIMERS_SHOWN, parse_duration
@@ -116,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
         p = client_command(name, text)
         p.add_argument("burner", help="burner, stove/burner, or all")
         p.add_argument("--json", action="store_true")
+
+    commission = client_command(
+        "commission", "guided check of a burner after wiring it (asks you questions)"
+    )
+    commission.add_argument("burner", help="burner or stove/burner")
+    commission.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="find the shortest pulse that drops the valve (needs a flame input)",
+    )
+    self_test = client_command("self-test", "self-test the relays now (burners out only)")
+    self_test.add_argument("burner", nargs="?", default="all", help="burner, stove/burner, or all")
+    self_test.add_argument("--json", action="store_true")
 
     status = client_command("status", "show every burner")
     status.add_argument("--json", action="store_true")
@@ -276,6 +289,10 @@ def _client(args: argparse.Namespace) -> int:
     path = _socket(args)
     if args.command == "events":
         return _events(path, args)
+    if args.command == "commission":
+        return commission.run(path, args.burner, args.calibrate, sys.stdin, sys.stdout)
+    if args.command == "self-test":
+        return commission.run_self_test(path, args.burner, args.json)
     payload: dict[str, Any]
     if args.command == "off":
         payload = {
@@ -465,6 +482,7 @@ def _render_status(reply: dict[str, Any]) -> str:
             notes.append(f"{b['burner']}: locked since {since} by {b['lock']['source']}")
         if b["fault"]:
             notes.append(f"{b['burner']}: FAULT: {b['fault']}")
+        notes += commission.status_notes(b, lambda ts: _when(ts, zone))
     for store, what in STORES.items():
         if reply.get(store, "ok") != "ok":
             notes.append(f"PROBLEM with the {what}: {reply[store]}")

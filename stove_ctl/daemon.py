@@ -22,6 +22,7 @@ from stove_ctl.core.events import Event
 from stove_ctl.errors import StoveCtlError
 from stove_ctl.factory import build
 from stove_ctl.instance import single_instance
+from stove_ctl.surfaces import checks
 from stove_ctl.surfaces.control import ControlServer, claim_socket
 from stove_ctl.surfaces.mqtt_api import MqttApi
 
@@ -68,6 +69,8 @@ async def _run(
     (returned, after everything built from ``config`` has stopped)."""
     runtime = build(config, clock)
     server = ControlServer(runtime.controller, runtime.events, config.control_socket())
+    if runtime.self_test is not None:  # commissioning and the self-test
+        server.actions.update(checks.actions(runtime.controller, runtime.self_test))
     api = (
         MqttApi(
             runtime.controller,
@@ -95,6 +98,8 @@ async def _run(
             runtime.timers.start()
         if runtime.rules is not None:
             runtime.rules.start()
+        if runtime.self_test is not None:
+            runtime.self_test.start()
         await server.start()
         if page is not None:
             await page.start()  # a port in use is logged; the daemon runs on without it
@@ -126,6 +131,8 @@ async def _run(
         if page is not None:
             await page.stop()
         await server.stop()
+        if runtime.self_test is not None:
+            await runtime.self_test.stop()
         if runtime.timers is not None:
             runtime.timers.stop()
         if runtime.rules is not None:

@@ -13,6 +13,7 @@ from stove_ctl.core.burner import BurnerSpec
 from stove_ctl.core.controller import Controller
 from stove_ctl.core.events import EventLog
 from stove_ctl.core.rules import MqttFlame, MqttInputs, RuleEngine
+from stove_ctl.core.selftest import SelfTest
 from stove_ctl.core.state import StateStore
 from stove_ctl.core.timers import TimerService
 from stove_ctl.drivers.broker import BrokerLink
@@ -38,6 +39,7 @@ class Runtime:
     timers: TimerService | None = None
     rules: RuleEngine | None = None
     inputs: MqttInputs | None = None
+    self_test: SelfTest | None = None
 
     async def start(self, connect_wait_s: float = 5.0) -> None:
         """Connect the MQTT relays' broker link (in the background if it is away)."""
@@ -161,6 +163,8 @@ def build(config: Config, clock: Clock) -> Runtime:
 
     stoves: dict[str, hardware.Stove] = {}
     specs: list[BurnerSpec] = []
+    # Simulated boards: stove/burner -> (physical burner, channel), wired once all are known.
+    wired: dict[str, dict[str, tuple[hardware.Burner, int]]] = {}
     for stove_cfg in config.stoves:
         for burner_cfg in stove_cfg.burners:
             device = burner_cfg.relay.device
@@ -173,9 +177,10 @@ def build(config: Config, clock: Clock) -> Runtime:
                     hardware.Wiring(burner_cfg.wiring.value),
                     contact_resistance_ohm=relay_cfg.contact_resistance_ohm,
                 )
-                boards[device].attach(burner_cfg.relay.channel, physical.contact)
-                if relay_cfg.start_lit:
-                    physical.light_and_hold()
+                wired.setdefault(device, {})[f"{stove_cfg.id}/{burner_cfg.id}"] = (
+                    physical,
+                    burner_cfg.relay.channel,
+                )
                 flame = SimulatedFlame(physical)
             for sensor in config.inputs.flame:
                 names = (burner_cfg.id, f"{stove_cfg.id}/{burner_cfg.id}")
@@ -202,6 +207,18 @@ def build(config: Config, clock: Clock) -> Runtime:
                     aliases=tuple(burner_cfg.aliases),
                 )
             )
+    for device, on_board in wired.items():
+        sim_cfg = config.relays[device]
+        assert isinstance(sim_cfg, SimulatedRelayConfig)
+        miswire = {
+            key: sim_cfg.miswire[key.split("/")[1]]
+            for key in on_board
+            if key.split("/")[1] in sim_cfg.miswire
+        }
+        hardware.connect(boards[device], on_board, miswire)
+        for physical, _ in on_board.values():
+            if sim_cfg.start_lit:
+                physical.light_and_hold()
     controller = Controller(
         specs,
         events,
@@ -224,6 +241,16 @@ def build(config: Config, clock: Clock) -> Runtime:
         schedules=config.schedules,
         lock_windows=config.lock_windows,
     )
+    self_test = SelfTest(controller, clock, config.self_test, state_dir, config.zone)
     return Runtime(
-        controller, events, relays, boards, stoves, relay_link, timers, rules, mqtt_inputs
+        controller,
+        events,
+        relays,
+        boards,
+        stoves,
+        relay_link,
+        timers,
+        rules,
+        mqtt_inputs,
+        self_test,
     )

@@ -65,10 +65,11 @@ def entity(kind: str, object_id: str) -> dict[str, Any]:
     return configs()[f"{PREFIX}/{kind}/{NODE}/{object_id}/config"]
 
 
-def test_every_burner_has_its_eight_entities_under_one_device() -> None:
+def test_every_burner_has_its_nine_entities_under_one_device() -> None:
     found = configs()
     per_burner = sorted(t.split("/")[1] for t in found if "/left_" in t)
     assert per_burner == [
+        "binary_sensor",
         "binary_sensor",
         "binary_sensor",
         "button",
@@ -78,7 +79,7 @@ def test_every_burner_has_its_eight_entities_under_one_device() -> None:
         "sensor",
         "sensor",
     ]
-    assert len(found) == 16
+    assert len(found) == 18
     assert {c["device"]["identifiers"][0] for c in found.values()} == {NODE}
     unique_ids = [c["unique_id"] for c in found.values()]
     assert len(set(unique_ids)) == len(unique_ids)

@@ -18,7 +18,7 @@ from tests.mqtt_watch import Watcher
 pytestmark = pytest.mark.hil
 
 CONFIGS = "homeassistant/+/+/+/config"
-PER_BURNER = 8  # button, lock, flame, mode, fault, next cut, timer, events
+PER_BURNER = 9  # button, lock, flame, mode, fault, self-test, next cut, timer, events
 
 
 def retained_configs(broker: Mosquitto, settle_s: float = 1.0) -> dict[str, dict]:

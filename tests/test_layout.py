@@ -7,7 +7,8 @@ Layers, lowest first (a module may import its own layer and the ones below):
   2. ``config``: the config file's models and its one reader
   3. ``core``: burners, controller, commands, timers, rules, state, events
   4. ``surfaces``: control socket, MQTT API, text commands
-  5. ``cli``, ``daemon``, ``factory``, ``doctor``, ``instance``: the program and its wiring
+  5. ``cli``, ``daemon``, ``factory``, ``doctor``, ``instance``, ``commission``: the program
+     and its wiring
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ LAYERS = {
     "factory": 5,
     "doctor": 5,
     "instance": 5,
+    "commission": 5,
     "__main__": 5,
 }
 

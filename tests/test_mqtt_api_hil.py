@@ -110,7 +110,7 @@ def test_home_assistant_discovery_and_resend_on_ha_online(
 ) -> None:
     daemons(kitchen_config(tmp_path, mqtt=mqtt_section(broker)))
     online(watcher)
-    wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 16, 10)
+    wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 18, 10)
     # (An empty config is a clear: the lock switch an earlier version published.)
     configs = {
         m.topic: json.loads(m.payload)
@@ -119,13 +119,13 @@ def test_home_assistant_discovery_and_resend_on_ha_online(
     }
     late = Watcher(broker.port, ["homeassistant/#"])  # retained: a newcomer gets them all
     try:
-        wait_for(lambda: len(late.on("homeassistant/+/+/+/config")) >= 16, 5)
+        wait_for(lambda: len(late.on("homeassistant/+/+/+/config")) >= 18, 5)
         assert all(m.retain and m.payload for m in late.on("homeassistant/+/+/+/config"))
     finally:
         late.close()
     components = sorted(t.split("/")[1] for t in configs)
     assert components == sorted(
-        ["binary_sensor"] * 4 + ["button", "event", "lock", "number"] * 2 + ["sensor"] * 4
+        ["binary_sensor"] * 6 + ["button", "event", "lock", "number"] * 2 + ["sensor"] * 4
     )
     unique_ids = [c["unique_id"] for c in configs.values()]
     assert len(set(unique_ids)) == len(unique_ids)
@@ -147,7 +147,7 @@ def test_home_assistant_discovery_and_resend_on_ha_online(
 
     watcher.clear()
     watcher.publish("homeassistant/status", "online")
-    wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 16, 10)
+    wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 18, 10)
 
 
 def test_broker_restart_reconnects_resubscribes_and_republishes(tmp_path, broker, daemons) -> None:
@@ -160,7 +160,7 @@ def test_broker_restart_reconnects_resubscribes_and_republishes(tmp_path, broker
     try:
         online(watcher)  # availability republished
         watcher.wait(f"{BASE}/state", timeout_s=15)
-        wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 16, 15)
+        wait_for(lambda: len(watcher.on("homeassistant/+/+/+/config")) >= 18, 15)
         watcher.publish(f"{BASE}/cmd", {"id": "after", "action": "lock", "burner": "left"})
         result = watcher.wait_json(f"{BASE}/result", lambda r: r["id"] == "after")
         assert result["ok"]

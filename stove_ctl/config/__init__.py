@@ -45,6 +45,7 @@ from stove_ctl.config.sections import (
     RelayRef,
     RulesConfig,
     ScheduleConfig,
+    SelfTestConfig,
     SimulatedRelayConfig,
     Slug,
     Source,
@@ -81,6 +82,7 @@ __all__ = [
     "RelayRef",
     "RulesConfig",
     "ScheduleConfig",
+    "SelfTestConfig",
     "SimulatedRelayConfig",
     "Slug",
     "Source",
@@ -121,6 +123,7 @@ class Config(Model):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     web: WebConfig | None = None
+    self_test: SelfTestConfig | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -187,6 +190,7 @@ class Config(Model):
         uses_inputs = self.inputs.flame or self.inputs.motion or self.inputs.alarms
         if self.mqtt is None and (uses_inputs or self.inputs.presence):
             problems.append("inputs: sensor inputs come over MQTT: add the mqtt: section")
+        problems += _miswire_problems(self)
         if self.mqtt is None:
             for relay_id, relay in self.relays.items():
                 if isinstance(relay, MqttRelayConfig):
@@ -295,6 +299,23 @@ class Config(Model):
                     f"with an {needed.upper()} contact"
                 )
         return warnings
+
+
+def _miswire_problems(config: Config) -> list[str]:
+    """A simulated relay's ``miswire`` must name burners on that relay (two to swap)."""
+    problems = []
+    for relay_id, relay in config.relays.items():
+        if not isinstance(relay, SimulatedRelayConfig) or not relay.miswire:
+            continue
+        on_it = {b.id for s in config.stoves for b in s.burners if b.relay.device == relay_id}
+        for name in sorted(set(relay.miswire) - on_it):
+            problems.append(f"relays.{relay_id}.miswire: no burner {name!r} on this relay")
+        swapped = [n for n, kind in relay.miswire.items() if kind == "swapped"]
+        if swapped and len(swapped) != 2:
+            problems.append(
+                f"relays.{relay_id}.miswire: mark exactly two burners swapped (got {len(swapped)})"
+            )
+    return problems
 
 
 def relay_contacts(relay: RelayConfig) -> tuple[frozenset[str] | None, str]:

@@ -71,6 +71,12 @@ class SimulatedRelayConfig(Model):
     start_lit: bool = Field(
         False, description="Burners on this board start lit, as if someone was cooking."
     )
+    miswire: dict[Slug, Literal["outside_circuit", "inverted", "high_resistance", "swapped"]] = (
+        Field(
+            default_factory=dict,
+            description="Installation mistakes to simulate, by burner id (hardware/miswire.py).",
+        )
+    )
 
 
 class OffDelayConfig(Model):
@@ -389,6 +395,28 @@ class WebConfig(Model):
         if isinstance(data, dict) and "token" in data:
             raise ValueError("put the token in a file (chmod 600) and name it in web.token_file")
         return data
+
+
+class SelfTestConfig(Model):
+    """A scheduled self-test of every burner's relay (off unless configured): every
+    ``every_days`` days, at ``at`` local time, on burners that are out and unlocked."""
+
+    every_days: int = Field(30, ge=1, le=366)
+    at: dt.time = dt.time(3, 30)
+    pulse_s: float = Field(0.5, ge=0.2, le=5, description="How long each channel is cut.")
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if not isinstance(value, str | dt.time):  # YAML reads a bare 3:30 as 210
+            raise ValueError(f'write the time in quotes, e.g. "03:30" (got {value!r})')
+        return value
+
+    @model_validator(mode="after")
+    def _local(self) -> SelfTestConfig:
+        if self.at.tzinfo is not None:
+            raise ValueError("the self-test time is a local time, without an offset")
+        return self
 
 
 class TrustConfig(Model):

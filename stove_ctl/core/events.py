@@ -50,6 +50,8 @@ EventKind = Literal[
     "input",
     "clock_jump",
     "reload",
+    "self_test",
+    "commissioned",
 ]
 
 MEMORY_EVENTS = 2000

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Task[Any]] = set()
         self.ids = CommandIds()  # the socket's own command ids (invariant 5)
+        # More actions by name (commissioning, the self-test): request -> reply.
+        self.actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {}
 
     async def start(self) -> None:
         """Listen on the socket. The daemon holds the socket's instance lock already
@@ -112,6 +114,12 @@ class ControlServer:
             return
         if request.get("action") == "events":
             await self._events(request, writer)
+            return
+        action = (
+            self.actions.get(request["action"]) if isinstance(request.get("action"), str) else None
+        )
+        if action is not None:
+            await _send(writer, await action(request))
             return
         if request.get("action") == "say":
             await _send(writer, await run_text(self.controller, request.get("text")))

@@ -2,7 +2,8 @@
 
 Each stove is one device. Per burner: a shutoff ``button``; a ``lock`` (lock, and
 unlock where ``mqtt`` is an allowed unlock source); the flame ``binary_sensor``; the
-mode ``sensor`` (an enum); a fault ``binary_sensor`` (a problem); the next cut, a
+mode ``sensor`` (an enum); a fault ``binary_sensor`` (a problem); a self-test
+``binary_sensor`` (a problem: the last self-test failed); the next cut, a
 timestamp ``sensor``; a ``number`` that sets a shutoff timer in minutes; and an
 ``event`` entity for shutoffs, warnings, alarms and faults.
 
@@ -156,6 +157,7 @@ def configs(
                 "json_attributes_template": f"{b}{{{{ {{'fault': b.get('fault')}} | tojson }}}}",
             },
         )
+        add("binary_sensor", f"{burner.id}_self_test", _self_test_entity(name, state, b))
         timer = topic(f"burners/{burner.id}/timer")  # retained, sent when it changes
         add(
             "sensor",
@@ -216,6 +218,26 @@ def configs(
             },
         )
     return out
+
+
+def _self_test_entity(name: str, state: str, b: str) -> dict[str, Any]:
+    """A problem when the burner's last self-test failed; its result, date, problems,
+    commissioning and reminders as attributes (stove_ctl/core/selftest.py)."""
+    attributes = (
+        "{'self_test': b.get('self_test'), 'commissioning': b.get('commissioning'), "
+        "'reminders': b.get('reminders', [])}"
+    )
+    return {
+        "name": f"{name} self-test",
+        "state_topic": state,
+        "value_template": (
+            f"{b}{{{{ 'None' if not b else ('ON' if b.get('self_test_problem') else 'OFF') }}}}"
+        ),
+        "device_class": "problem",
+        "json_attributes_topic": state,
+        "json_attributes_template": f"{b}{{{{ {attributes} | tojson }}}}",
+        "icon": "mdi:clipboard-check-outline",
+    }
 
 
 def timer_state(next_cut: str | None, now: float) -> dict[str, Any]:

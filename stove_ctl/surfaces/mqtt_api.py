@@ -121,6 +121,11 @@ class _StoveChannel:
                 "fault": b["fault"],
                 "last_shutoff": b["last_shutoff"],
                 "next_cut": b.get("next_cut"),
+                # Commissioning and the self-test (stove_ctl/core/selftest.py).
+                "self_test": b.get("self_test"),
+                "self_test_problem": b.get("self_test_problem", False),
+                "commissioning": b.get("commissioning"),
+                "reminders": b.get("reminders", []),
             }
         # "ok", or in words what is wrong with a store (a saved state or timers lost).
         health = {k: v for k, v in status.items() if k.endswith("_store")}
