@@ -818,7 +818,7 @@ def flood(
         delivered = sum(
             1
             for line in broker.log_path.read_text().splitlines()
-            if "Sending PUBLISH to stove-ctl-kitchen (d0" in line
+            if "Sending PUBLISH to stove-ctl (d0" in line  # the daemon's one connection
             and "'stove_ctl/kitchen/cmd'" in line
         )
         result.dropped_by_broker = max(0, (bad + good) * ROUNDS + 2 - delivered)
