@@ -117,7 +117,6 @@ async def _run(
             config.state_dir,
         )
         while new_config is None:
-            hup.clear()
             waits = [asyncio.ensure_future(e.wait()) for e in (stop, hup)]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
@@ -125,6 +124,7 @@ async def _run(
             if stop.is_set():
                 log.info("stopping: letting shutoffs in progress finish")
                 break
+            hup.clear()  # here, not before waiting: a SIGHUP during start-up is kept
             new_config = _reloaded(config, reload, runtime.events.emit, clock)
     finally:
         pruning.cancel()
