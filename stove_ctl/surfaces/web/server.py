@@ -211,7 +211,11 @@ class WebServer:
         token = data.get("token") if isinstance(data, dict) else None
         if self.token is None or not isinstance(token, str) or not auth.same(token, self.token):
             return _reply(_error("not_authorized", "wrong token"))
-        response = _reply({"ok": True})
+        return self._signed_in(_reply({"ok": True}))
+
+    def _signed_in(self, response: web.Response) -> web.Response:
+        """``response`` with the session cookie for the current token."""
+        assert self.token is not None
         response.set_cookie(
             auth.COOKIE,
             auth.session_value(self.token),
@@ -235,14 +239,7 @@ class WebServer:
         if request.path == "/" and token is not None:
             response = web.Response(status=303, headers={"Location": "/"})  # out of the URL
             if self.token is not None and auth.same(token, self.token):
-                response.set_cookie(
-                    auth.COOKIE,
-                    auth.session_value(self.token),
-                    httponly=True,
-                    samesite="Strict",
-                    max_age=365 * 86400,
-                    path="/",
-                )
+                return self._signed_in(response)
             return response
         name, content_type = FILES[request.path]
         body = await asyncio.to_thread((STATIC / name).read_bytes)
