@@ -31,11 +31,11 @@ def _with_token_file(tmp_path: Path, text: str | None, mode: int = 0o600) -> Pat
 
 
 def test_the_token_file_is_read_and_checked(tmp_path: Path) -> None:
-    config = load_config(_with_token_file(tmp_path, "s3cret\n"))
+    config = load_config(_with_token_file(tmp_path, "s3cret-kitchen-token\n"))
     assert config.web is not None and config.web.token is not None
-    assert config.web.token.get_secret_value() == "s3cret"
+    assert config.web.token.get_secret_value() == "s3cret-kitchen-token"
     assert exposed_secrets(tmp_path / "config.yaml", config) == []
-    loose = load_config(_with_token_file(tmp_path, "s3cret\n", 0o644))
+    loose = load_config(_with_token_file(tmp_path, "s3cret-kitchen-token\n", 0o644))
     (warning,) = exposed_secrets(tmp_path / "config.yaml", loose)
     assert "web.token_file" in warning and "chmod 600" in warning
 
@@ -47,6 +47,19 @@ def test_a_missing_or_empty_token_file_is_a_config_error(
     with pytest.raises(ConfigError) as caught:
         load_config(_with_token_file(tmp_path, text))
     assert "web.token_file" in str(caught.value) and words in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["s3cret", "1234", "fifteen-chars-x"])
+def test_a_short_token_is_a_config_error(tmp_path: Path, text: str) -> None:
+    # A neighbour who reaches the page may guess a short token: refused, with a hint.
+    with pytest.raises(ConfigError) as caught:
+        load_config(_with_token_file(tmp_path, text + "\n"))
+    message = str(caught.value)
+    assert f"is {len(text)} characters; use at least 16 random ones" in message
+    assert "/dev/urandom" in message
+    # sixteen is enough
+    config = load_config(_with_token_file(tmp_path, "sixteen-chars-xx\n"))
+    assert config.web is not None and config.web.token is not None
 
 
 def test_who_is_local_and_which_origin_is_foreign() -> None:

@@ -252,6 +252,13 @@ class Config(Model):
                 token = _read_secret(token_file, None, base)
                 if not token:
                     raise ValueError(f"{token_file} is empty: put the page's token in it")
+                if len(token) < MIN_WEB_TOKEN:
+                    # Anyone who reaches the page may guess: a short token falls to it.
+                    raise ValueError(
+                        f"the token in {token_file} is {len(token)} characters; use at least "
+                        f"{MIN_WEB_TOKEN} random ones "
+                        f"(e.g. head -c 24 /dev/urandom | base64 > {token_file.name})"
+                    )
                 web = web.model_copy(update={"token_file": token_file, "token": SecretStr(token)})
             except ValueError as exc:
                 problems.append(f"{source}: web.token_file: {exc}")
@@ -401,6 +408,8 @@ def _describe(error: Any) -> str:
             return f"{message[0].lower()}{message[1:]} (got {got!r})"
     return f"{message[0].lower()}{message[1:]}"
 
+
+MIN_WEB_TOKEN = 16  # characters in the kitchen page's token, at least
 
 _FIELD_NAMES = {
     name
