@@ -5,7 +5,8 @@ driver all switch one of these. Its channels drive the relay contacts of the sto
 model, so a relay command has a physical effect on the burner.
 
 Fault controls model what real boards do: go offline, come back in their power-on
-state after a power cycle, or weld a contact (accept a set, state does not change).
+state after a power cycle, weld a contact (accept a set, state does not change), or
+lose their answers (a one-way link: a set is carried out, no reply gets back).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class SimRelay:
         self.power_on_state = power_on_state
         self.state_file = state_file
         self.offline = False
+        self.answers_lost = False  # sets are carried out; every get and set then fails
         self.stuck: set[int] = set()
         self._lock = threading.RLock()
         self._on: dict[int, bool] = {n: power_on_state for n in self._numbers()}
@@ -77,15 +79,18 @@ class SimRelay:
     def get(self, channel: int) -> bool:
         with self._lock:
             self._check(channel)
+            if self.answers_lost:
+                raise RelayOffline("relay's answer was lost")
             return self._on[channel]
 
     def set(self, channel: int, on: bool) -> None:
         """Switch a channel. A stuck channel accepts the command and stays put."""
         with self._lock:
             self._check(channel)
-            if channel in self.stuck:
-                return
-            self._apply(channel, on)
+            if channel not in self.stuck:
+                self._apply(channel, on)
+            if self.answers_lost:
+                raise RelayOffline("relay's answer was lost")
 
     def _apply(self, channel: int, on: bool) -> None:
         changed = self._on[channel] != on

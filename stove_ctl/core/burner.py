@@ -19,6 +19,7 @@ from stove_ctl.core.state import LockRecord, ShutoffRecord
 from stove_ctl.drivers.relay import FlameInput, Relay, Wiring
 
 log = logging.getLogger(__name__)
+JOIN_MARGIN_S = 0.5  # a request joins a pulse only if it still gets this much cut time
 
 
 class Mode(enum.StrEnum):
@@ -80,6 +81,7 @@ class Burner:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     poll_read: asyncio.Task[bool] | None = None  # a polling read in flight
     flame_trend: Trend | None = None  # the flame input's readings, while a cut is judged
+    retry_waits: set[asyncio.Future[None]] = field(default_factory=set)  # drives between attempts
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``work`` as one of this burner's background tasks (cancelled at stop)."""
@@ -88,6 +90,23 @@ class Burner:
         task.add_done_callback(self.background.discard)
         task.add_done_callback(log_crash)
         return task
+
+    def joinable(self, shutoff: Shutoff, now: float) -> bool:
+        """Will ``shutoff`` (this burner's, in flight) still hold the circuit cut for a
+        while after ``now``? Where the relay times the pulse itself, its auto-off may
+        come well before our confirmation-based hold ends (a slow read-back), so the
+        device's own clock decides."""
+        if shutoff.restoring:
+            return False
+        return self.pulse_ends is None or now < self.pulse_ends - JOIN_MARGIN_S
+
+    def retry_now(self) -> None:
+        """End the drives' waits before their next attempt now: each next attempt
+        checks at once whether it is still wanted (a newer shutoff waits behind a
+        restore that is being retried)."""
+        for wait in self.retry_waits:
+            if not wait.done():
+                wait.set_result(None)
 
     def seen(self, cut: bool, now: float) -> None:
         """The circuit was read (or confirmed) ``cut`` or intact at ``now``."""

@@ -34,7 +34,6 @@ Wait = Literal["accepted", "confirmed", "done"]
 # How long a caller waits past the pulse for a shutoff to finish before it is told
 # "still in progress" (the shutoff itself carries on regardless).
 WAIT_SLACK_S = 10.0
-JOIN_MARGIN_S = 0.5  # a request joins a pulse only if it still gets this much cut time
 EVENTS_HELD_MAX_S = 0.1  # a command's events wait for its cuts at most this long
 
 
@@ -269,11 +268,13 @@ class Controller:
 
         Only a pulse still holding the circuit cut can be joined. Once its restore has
         begun, the burner may be relit at any moment (a person at the knob), so a new
-        request gets a full pulse of its own, right after the restore.
+        request gets a full pulse of its own at once: a restore still being retried
+        (its read-back lost, the circuit maybe intact) gives way to it.
         """
         current = burner.shutoff if burner.pulsing else None
-        if current is not None and self._joinable(burner, current):
+        if current is not None and burner.joinable(current, self.clock.monotonic()):
             return current, True
+        burner.retry_now()  # a restore waiting to retry checks at once if still wanted
         loop = asyncio.get_running_loop()
         shutoff = Shutoff(
             record=ShutoffRecord(
@@ -288,15 +289,6 @@ class Controller:
         burner.last_shutoff = shutoff.record
         shutoff.task = burner.spawn(self._run_shutoff(burner, shutoff))
         return shutoff, False
-
-    def _joinable(self, burner: Burner, shutoff: Shutoff) -> bool:
-        """Will the circuit still be cut for a while after now? Where the relay times the
-        pulse itself, its auto-off may come well before our confirmation-based hold
-        ends (a slow read-back), so the device's own clock decides."""
-        if shutoff.restoring:
-            return False
-        ends = burner.pulse_ends
-        return ends is None or self.clock.monotonic() < ends - JOIN_MARGIN_S
 
     async def _run_shutoff(self, burner: Burner, shutoff: Shutoff) -> None:
         record = shutoff.record
@@ -324,10 +316,14 @@ class Controller:
             await self.clock.sleep(burner.spec.pulse_s)
             shutoff.restoring = True
             restored = await self.relays.drive(
-                burner, cut=False, source=record.source, command_id=record.command_id
+                burner,
+                cut=False,
+                source=record.source,
+                command_id=record.command_id,
+                wanted=lambda: burner.shutoff is shutoff,  # not once a newer one waits
             )
-            if restored is None:
-                record.outcome = "locked"
+            if restored is None:  # locked, or a newer shutoff cuts the circuit instead
+                record.outcome = "locked" if burner.lock is not None else "superseded"
             else:
                 record.outcome = "restored"
                 record.restored_at = self.clock.time()

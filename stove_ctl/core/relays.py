@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from stove_ctl.clock import Clock
+from stove_ctl.clock import Clock, wait_or_give_up
 from stove_ctl.core.burner import Burner, log_crash
 from stove_ctl.core.commands import Command
 from stove_ctl.drivers.relay import Relay
@@ -279,7 +279,16 @@ class RelaySupervisor:
             )
             if attempt == 1:
                 self._save(burner)  # an unconfirmed shutoff must survive a restart
-            await self.clock.sleep(delay)
+            if not wanted():
+                continue  # (a newer shutoff came during this attempt) given up at once
+            # A newer shutoff ends this wait early (``Burner.retry_now``): the next
+            # attempt then finds the restore no longer wanted and gives way to the cut.
+            wait: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            burner.retry_waits.add(wait)
+            try:
+                await wait_or_give_up(self.clock, wait, delay)
+            finally:
+                burner.retry_waits.discard(wait)
 
     async def _poll(self, burners: list[Burner]) -> None:
         relay = burners[0].spec.relay

@@ -64,7 +64,7 @@ class ShutoffRecord(BaseModel):
     cut_at: float | None = None
     cut_latency_ms: float | None = None
     restored_at: float | None = None
-    outcome: str = "cutting"  # cutting | restored | locked
+    outcome: str = "cutting"  # cutting | restored | locked | superseded (by a newer one)
 
 
 class PersistedState(BaseModel):
