@@ -14,9 +14,10 @@ item's ``did``; a device keeps answering the handshake whatever the token.
 Fault controls (attributes, safe to change from another thread): ``offline``,
 ``drop_rate`` and ``drop_next`` (lost packets, each direction), ``delay_next`` with
 ``delay_s``, ``error_next`` with ``error_code``, ``garbage_next`` (undecodable JSON),
-``wrong_id_next`` (reply carries another id), ``token`` (change it to make the
-client's token wrong), ``board.stuck`` (accepts a set, nothing moves), and
-``power_cycle()``.
+``wrong_id_next`` (reply carries another id), ``replies_lost`` (a one-way link: every
+request is carried out and none is answered; the handshake still is), ``token``
+(change it to make the client's token wrong), ``board.stuck`` (accepts a set, nothing
+moves), and ``power_cycle()``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class MiioRelaySim:
         # Faults.
         self.offline = False
         self.drop_rate = 0.0
+        self.replies_lost = False  # requests carried out, never answered (handshake is)
         self.drop_next = 0
         self.delay_next = 0
         self.delay_s = 0.0
@@ -216,6 +218,9 @@ class MiioRelaySim:
             return
         self.requests.append(request)
         self.request_times.append((self._clock(), str(request.get("method"))))
+        if self.replies_lost:  # carried out below, never answered
+            self._call_quietly(str(request.get("method")), request.get("params"))
+            return
         if self.garbage_next > 0:
             self.garbage_next -= 1
             self._send(self._packet(b"{'not': json,,"), addr)
@@ -233,6 +238,10 @@ class MiioRelaySim:
             except _RpcError as exc:
                 reply["error"] = {"code": exc.code, "message": exc.message}
         self._send(self._packet(json.dumps(reply).encode() + b"\x00"), addr)
+
+    def _call_quietly(self, method: str, params: Any) -> None:
+        with contextlib.suppress(_RpcError):
+            self._call(method, params)
 
     def _packet(self, plaintext: bytes) -> bytes:
         encrypted = Utils.encrypt(plaintext, self.token)

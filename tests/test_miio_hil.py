@@ -165,6 +165,38 @@ def test_offline_at_shutoff_faults_retries_and_cuts_when_back(tmp_path, kitchen,
     assert "recovered" in [e["kind"] for e in daemon.events()]
 
 
+def test_a_shutoff_cuts_at_once_while_the_restore_before_it_goes_unanswered(
+    tmp_path, kitchen, daemons
+) -> None:
+    """The relay carries out every request but its replies are lost (a one-way link).
+    The restore after a pulse is then retried for as long as that lasts, while the
+    circuit is in fact intact, and a person relights. A new shutoff must cut at once,
+    not wait for that restore to be confirmed (before the fix: never, while the
+    replies stay lost)."""
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0, poll_s=0))
+    daemon.wait_reconciled()
+    cuts: list[float] = []
+    kitchen.board.on_change(lambda channel, on: cuts.append(time.monotonic()) if on else None)
+    first = daemon.request({"action": "shutoff", "burner": "left", "wait": "confirmed"})
+    assert first["ok"] and cuts, first
+    kitchen.sim.replies_lost = True  # within the 1 s hold: the restore goes unanswered
+    wait_for(lambda: kitchen.board.get(1) is False, 5)  # restored in fact
+    wait_for(lambda: "restore failed" in (daemon.status("left")["fault"] or ""), 15, daemon.log)
+    kitchen.burner("left").light_and_hold()  # relit: the circuit is intact
+    assert kitchen.burner("left").valve_open
+    asked = time.monotonic()
+    second = daemon.request({"action": "shutoff", "burner": "left", "wait": "accepted"})
+    assert second["ok"] and not second["burners"][0]["joined"]
+    # At once: after at most the restore attempt in flight (a 1 s timeout), not after
+    # a restore that cannot be confirmed while the replies are lost.
+    wait_for(lambda: any(t > asked for t in cuts), 5, daemon.log)
+    wait_for(lambda: not kitchen.burner("left").flame, 5, daemon.log)
+    kitchen.sim.replies_lost = False
+    wait_for(lambda: daemon.status("left")["mode"] == "ready", 20, daemon.log)
+    assert kitchen.board.get(1) is False and not kitchen.burner("left").valve_open
+    assert "recovered" in [e["kind"] for e in daemon.events()]
+
+
 def test_bad_device_replies_never_crash_the_daemon(tmp_path, kitchen, daemons) -> None:
     daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0, poll_s=0))
     daemon.wait_reconciled()
