@@ -447,6 +447,8 @@ def _describe_shutoff(b: dict[str, Any]) -> str:
         return f"shut off: {cut}, restored at {_clock(b['restored_at'])}{joined}"
     if b["outcome"] == "locked":
         return f"shut off: {cut}; burner is locked, circuit stays cut{joined}"
+    if b["outcome"] == "superseded":  # its restore, unconfirmed, gave way to a newer one
+        return f"shut off: {cut}; a newer shutoff of this burner took over{joined}"
     return f"shut off: {cut}; restore pending{joined}"
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from stove_ctl.config import TrustConfig
+from stove_ctl.core.burner import Shutoff
 from stove_ctl.core.commands import Command
 from stove_ctl.core.controller import EVENTS_HELD_MAX_S
+from stove_ctl.core.state import ShutoffRecord
 from stove_ctl.drivers.relay import Wiring
 from stove_ctl.errors import CommandError
 from stove_ctl.retry import CAP_S
@@ -138,6 +140,8 @@ def test_a_shutoff_does_not_wait_behind_a_restore_whose_answers_are_lost(
         await k.do("shutoff", "left")
         await k.advance(0.2)
         assert "cut_confirmed" in k.kinds(LEFT)
+        (left,) = [b for b in k.controller.burners() if b.spec.key == LEFT]
+        first = left.last_shutoff
         k.board.answers_lost = True  # the restore after the hold is done, unconfirmed
         await k.advance(30.0)  # its retries are at the 4 s cap by now
         kinds = k.kinds(LEFT)
@@ -154,7 +158,36 @@ def test_a_shutoff_does_not_wait_behind_a_restore_whose_answers_are_lost(
         assert not k.burner("left").flame and not k.burner("left").valve_open
         assert k.burner("left").circuit_intact
         assert k.kinds(LEFT).count("restore_confirmed") == 1  # the second's; none lost
+        assert first is not None and first.outcome == "superseded"
+        assert first.restored_at is None
         assert k.controller.status()["burners"][0]["last_shutoff"]["outcome"] == "restored"
+
+    run(body())
+
+
+def test_a_shutoff_not_yet_cut_is_joined_whatever_an_old_pulse_left(kitchen_factory) -> None:
+    """A shutoff waiting behind a restore that gives way (or whose cut is failing) will
+    cut in full: a request then joins it. The end of the pulse before it, long past,
+    must not make every such request a pulse of its own (invariant 5)."""
+
+    async def body() -> None:
+        k: Kitchen = kitchen_factory()
+        (left,) = [b for b in k.controller.burners() if b.spec.key == LEFT]
+        loop = asyncio.get_running_loop()
+        waiting = Shutoff(
+            record=ShutoffRecord(source="cli", command_id=None, requested_at=k.clock.time()),
+            cut_confirmed=loop.create_future(),
+            done=loop.create_future(),
+        )
+        now = k.clock.monotonic()
+        left.pulse_ends = now - 10.0  # the device-timed pulse before it ended long ago
+        assert left.joinable(waiting, now)
+        waiting.cut_confirmed.set_result(None)  # once cut, the device's clock decides
+        assert not left.joinable(waiting, now)
+        left.pulse_ends = now + 3.0
+        assert left.joinable(waiting, now)
+        waiting.restoring = True
+        assert not left.joinable(waiting, now)
 
     run(body())
 

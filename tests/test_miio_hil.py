@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 
 import pytest
@@ -173,20 +175,30 @@ def test_a_shutoff_cuts_at_once_while_the_restore_before_it_goes_unanswered(
     circuit is in fact intact, and a person relights. A new shutoff must cut at once,
     not wait for that restore to be confirmed (before the fix: never, while the
     replies stay lost)."""
-    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=1.0, poll_s=0))
+    daemon = daemons(miio_config(tmp_path, kitchen.host, TOKEN, pulse_s=3.0, poll_s=0))
     daemon.wait_reconciled()
     cuts: list[float] = []
     kitchen.board.on_change(lambda channel, on: cuts.append(time.monotonic()) if on else None)
-    first = daemon.request({"action": "shutoff", "burner": "left", "wait": "confirmed"})
-    assert first["ok"] and cuts, first
-    kitchen.sim.replies_lost = True  # within the 1 s hold: the restore goes unanswered
-    wait_for(lambda: kitchen.board.get(1) is False, 5)  # restored in fact
+    first: list[subprocess.CompletedProcess[str]] = []  # `stove-ctl off left`, waiting
+    asker = threading.Thread(target=lambda: first.append(daemon.cli("off", "left")))
+    asker.start()
+    wait_for(lambda: (daemon.status("left")["last_shutoff"] or {}).get("cut_at"), 5, daemon.log)
+    kitchen.sim.replies_lost = True  # within the 3 s hold: the restore goes unanswered
+    wait_for(lambda: kitchen.board.get(1) is False, 8)  # restored in fact
     wait_for(lambda: "restore failed" in (daemon.status("left")["fault"] or ""), 15, daemon.log)
+    assert "restore_confirmed" not in [e["kind"] for e in daemon.events() if e["command_id"]]
     kitchen.burner("left").light_and_hold()  # relit: the circuit is intact
     assert kitchen.burner("left").valve_open
     asked = time.monotonic()
     second = daemon.request({"action": "shutoff", "burner": "left", "wait": "accepted"})
     assert second["ok"] and not second["burners"][0]["joined"]
+    # Asked again at once: it shares the second's pulse (the first pulse's end, long
+    # past, does not make it a pulse of its own).
+    third = daemon.request({"action": "shutoff", "burner": "left", "wait": "accepted"})
+    assert third["ok"] and third["burners"][0]["joined"], third
+    asker.join(20)  # the first command's answer: its restore gave way
+    assert first and first[0].returncode == 0, first
+    assert "a newer shutoff of this burner took over" in first[0].stdout, first[0].stdout
     # At once: after at most the restore attempt in flight (a 1 s timeout), not after
     # a restore that cannot be confirmed while the replies are lost.
     wait_for(lambda: any(t > asked for t in cuts), 5, daemon.log)
@@ -195,6 +207,7 @@ def test_a_shutoff_cuts_at_once_while_the_restore_before_it_goes_unanswered(
     wait_for(lambda: daemon.status("left")["mode"] == "ready", 20, daemon.log)
     assert kitchen.board.get(1) is False and not kitchen.burner("left").valve_open
     assert "recovered" in [e["kind"] for e in daemon.events()]
+    assert len([t for t in cuts if t > asked]) == 1  # one pulse for the two requests
 
 
 def test_bad_device_replies_never_crash_the_daemon(tmp_path, kitchen, daemons) -> None:

@@ -95,9 +95,12 @@ class Burner:
         """Will ``shutoff`` (this burner's, in flight) still hold the circuit cut for a
         while after ``now``? Where the relay times the pulse itself, its auto-off may
         come well before our confirmation-based hold ends (a slow read-back), so the
-        device's own clock decides."""
+        device's own clock decides. One whose cut is not yet confirmed (failing, or
+        waiting behind a restore that gives way to it) will cut in full: joinable."""
         if shutoff.restoring:
             return False
+        if not shutoff.cut_confirmed.done():
+            return True
         return self.pulse_ends is None or now < self.pulse_ends - JOIN_MARGIN_S
 
     def retry_now(self) -> None:

@@ -274,7 +274,6 @@ class Controller:
         current = burner.shutoff if burner.pulsing else None
         if current is not None and burner.joinable(current, self.clock.monotonic()):
             return current, True
-        burner.retry_now()  # a restore waiting to retry checks at once if still wanted
         loop = asyncio.get_running_loop()
         shutoff = Shutoff(
             record=ShutoffRecord(
@@ -288,6 +287,7 @@ class Controller:
         burner.shutoff = shutoff
         burner.last_shutoff = shutoff.record
         shutoff.task = burner.spawn(self._run_shutoff(burner, shutoff))
+        burner.retry_now()  # a restore waiting to retry sees at once it is not wanted
         return shutoff, False
 
     async def _run_shutoff(self, burner: Burner, shutoff: Shutoff) -> None:

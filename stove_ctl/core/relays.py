@@ -262,6 +262,7 @@ class RelaySupervisor:
                     )
                     return latency
             delay = next(delays)
+            retry = wanted()  # not when a newer shutoff came during this attempt
             if burner.fault != f"{what} failed: {failure}":
                 log.warning("%s: %s failed, retrying: %s", spec.key, what, failure)
             burner.fault = f"{what} failed: {failure}"
@@ -274,13 +275,17 @@ class RelaySupervisor:
                     "error": str(failure),
                     "type": type(failure).__name__,
                     "attempt": attempt,
-                    "retry_in_s": round(delay, 2),
+                    **(
+                        {"retry_in_s": round(delay, 2)}
+                        if retry
+                        else {"then": "gave way to a newer shutoff of this burner"}
+                    ),
                 },
             )
             if attempt == 1:
                 self._save(burner)  # an unconfirmed shutoff must survive a restart
-            if not wanted():
-                continue  # (a newer shutoff came during this attempt) given up at once
+            if not retry:
+                continue  # the top of the loop gives it up at once
             # A newer shutoff ends this wait early (``Burner.retry_now``): the next
             # attempt then finds the restore no longer wanted and gives way to the cut.
             wait: asyncio.Future[None] = asyncio.get_running_loop().create_future()
