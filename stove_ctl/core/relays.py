@@ -266,22 +266,16 @@ class RelaySupervisor:
             if burner.fault != f"{what} failed: {failure}":
                 log.warning("%s: %s failed, retrying: %s", spec.key, what, failure)
             burner.fault = f"{what} failed: {failure}"
-            self._emit(
-                "fault",
-                burner,
-                source=source,
-                command_id=command_id,
-                detail={
-                    "error": str(failure),
-                    "type": type(failure).__name__,
-                    "attempt": attempt,
-                    **(
-                        {"retry_in_s": round(delay, 2)}
-                        if retry
-                        else {"then": "gave way to a newer shutoff of this burner"}
-                    ),
-                },
-            )
+            detail: dict[str, Any] = {
+                "error": str(failure),
+                "type": type(failure).__name__,
+                "attempt": attempt,
+            }
+            if retry:
+                detail["retry_in_s"] = round(delay, 2)
+            else:
+                detail["then"] = "gave way to a newer shutoff of this burner"
+            self._emit("fault", burner, source=source, command_id=command_id, detail=detail)
             if attempt == 1:
                 self._save(burner)  # an unconfirmed shutoff must survive a restart
             if not retry:
